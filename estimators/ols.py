@@ -1,0 +1,86 @@
+"""Ordinary least squares with iid, heteroskedasticity-consistent or cluster-robust variances.
+
+Reference distributions: iid and HC0-HC3 use t(n - p) (as ``lmtest::coeftest``); CR0, CR1 and
+CR3 use t(G - 1) (Cameron & Miller 2015); CR2 uses t with the Bell-McCaffrey Satterthwaite
+degrees of freedom per coefficient (``clubSandwich::coef_test(test = "Satterthwaite")``).
+"""
+from __future__ import annotations
+
+from typing import Sequence, get_args, Literal
+
+import numpy as np
+import pandas as pd
+
+from estimators import sandwich
+from estimators.base import Estimator
+from estimators.design import Design, build_design, stack_outcomes
+from estimators.result import FitResult, wald_inference
+
+VcovType = Literal["iid", "HC0", "HC1", "HC2", "HC3", "CR0", "CR1", "CR2", "CR3"]
+VCOV_TYPES = get_args(VcovType)
+
+
+class OLS(Estimator):
+    """OLS ``formula`` with the variance ``vcov``; ``cluster`` names the cluster column (CR only).
+
+    Parameters
+    ----------
+    formula : patsy formula, e.g. ``"y ~ X"``.
+    vcov : one of ``iid``, ``HC0``..``HC3``, ``CR0``..``CR3`` (see :mod:`estimators.sandwich`).
+    cluster : column with cluster labels; required for ``CR*``.
+    alpha : 1 - confidence level of the intervals.
+    """
+
+    def __init__(self, formula: str = "y ~ X", vcov: VcovType = "iid", cluster: str | None = None, alpha: float = 0.05):
+        self.formula = formula
+        self.vcov = vcov
+        self.cluster = cluster
+        self.alpha = alpha
+        if vcov not in VCOV_TYPES:
+            raise ValueError(f"vcov: must be one of {', '.join(VCOV_TYPES)}, got {vcov!r}")
+        if vcov.startswith("CR") and not cluster:
+            raise ValueError(f"cluster: vcov={vcov!r} needs the name of the cluster column")
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+
+    @property
+    def _cluster_column(self) -> str | None:
+        return self.cluster if self.vcov.startswith("CR") else None
+
+    def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
+        design, y = build_design(self.formula, data, self._cluster_column)
+        return self._fit_design(design, y[:, None])[0]
+
+    def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
+        """All replicates of a shared design in a few matrix products; falls back to one by one."""
+        stacked = stack_outcomes(self.formula, frames, self._cluster_column)
+        if stacked is None:
+            return super().fit_batch(frames, rngs)
+        return self._fit_design(*stacked)
+
+    def _fit_design(self, design: Design, Y: np.ndarray) -> list[FitResult]:
+        X = design.X
+        n, p = X.shape
+        M = sandwich.bread(X)
+        beta = M @ (X.T @ Y)  # (p, R)
+        E = Y - X @ beta
+        V, df = self._vcov_and_df(design, M, E)
+        std_errors = np.sqrt(np.diagonal(V, axis1=1, axis2=2))  # (R, p)
+        return [
+            wald_inference(design.terms, beta[:, r], std_errors[r], df, self.alpha)
+            for r in range(Y.shape[1])
+        ]
+
+    def _vcov_and_df(self, design: Design, M: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+        X = design.X
+        n, p = X.shape
+        if self.vcov == "iid":
+            return sandwich.vcov_iid(M, E, n - p), float(n - p)
+        if self.vcov.startswith("HC"):
+            return sandwich.vcov_hc(X, M, E, self.vcov), float(n - p)
+        G = design.n_clusters
+        adjustments = sandwich.cluster_adjustments(X, M, design.clusters, G, self.vcov)
+        V = sandwich.vcov_cr(X, M, E, design.clusters, G, self.vcov, adjustments)
+        if self.vcov == "CR2":
+            return V, sandwich.cr2_satterthwaite_df(X, M, design.clusters, G, adjustments)
+        return V, float(G - 1)

@@ -1,0 +1,89 @@
+"""The one result type every estimator returns, and the status codes of a fit.
+
+A :class:`FitResult` holds, per fixed-effect term, the estimate, its standard error, the
+degrees of freedom of its reference distribution (``inf`` for a normal reference), the
+``1 - alpha`` confidence interval and the two-sided p-value of H0: coefficient = 0.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+RESULT_COLUMNS = ("term", "estimate", "std_error", "df", "ci_lower", "ci_upper", "p_value")
+NUMERIC_COLUMNS = RESULT_COLUMNS[1:]
+
+
+class Status(enum.IntEnum):
+    """Outcome of one fit, stored as a small integer code in the results dataset.
+
+    ``ok`` and ``singular`` fits count as valid replicates in the performance measures;
+    ``not_converged`` fits keep their numbers in the dataset but are excluded; ``failed``
+    fits (an exception, or an estimand the design cannot identify) carry NaNs.
+    """
+
+    ok = 0
+    not_converged = 1
+    singular = 2
+    failed = 3
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Per-term inference of one fit. Arrays are aligned with ``terms``."""
+
+    terms: tuple[str, ...]
+    estimate: np.ndarray
+    std_error: np.ndarray
+    df: np.ndarray
+    ci_lower: np.ndarray
+    ci_upper: np.ndarray
+    p_value: np.ndarray
+    status: Status = Status.ok
+    message: str = ""
+    extras: dict = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per term with columns ``term, estimate, std_error, df, ci_lower, ci_upper, p_value``."""
+        frame = pd.DataFrame({name: getattr(self, name) for name in NUMERIC_COLUMNS})
+        frame.insert(0, "term", list(self.terms))
+        return frame
+
+    @classmethod
+    def failure(cls, terms: Sequence[str], message: str, status: Status = Status.failed) -> "FitResult":
+        """A result with NaN everywhere, for a fit that produced no usable numbers."""
+        nan = np.full(len(terms), np.nan)
+        return cls(tuple(terms), nan, nan, nan, nan, nan, nan, Status(status), message)
+
+
+def wald_inference(
+    terms: Sequence[str],
+    estimate: np.ndarray,
+    std_error: np.ndarray,
+    df: np.ndarray | float,
+    alpha: float,
+    status: Status = Status.ok,
+    message: str = "",
+    extras: dict | None = None,
+) -> FitResult:
+    """Wald intervals and p-values with a t(df) reference (normal where df is infinite).
+
+    t = estimate / std_error;  p = 2 * P(T_df > |t|);  CI = estimate -/+ q_{1-alpha/2}(T_df) * std_error.
+    """
+    estimate = np.asarray(estimate, dtype=float)
+    std_error = np.asarray(std_error, dtype=float)
+    df = np.broadcast_to(np.asarray(df, dtype=float), estimate.shape).copy()
+    statistic = estimate / std_error
+    # scipy's t with df=inf is the normal law, so one expression serves both references.
+    p_value = 2.0 * stats.t.sf(np.abs(statistic), df)
+    quantile = stats.t.ppf(1.0 - alpha / 2.0, df)
+    half_width = quantile * std_error
+    return FitResult(
+        tuple(terms), estimate, std_error, df,
+        estimate - half_width, estimate + half_width, p_value,
+        Status(status), message, dict(extras or {}),
+    )

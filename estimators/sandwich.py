@@ -1,0 +1,143 @@
+"""Sandwich variance estimators for OLS, vectorised over replicates that share a design.
+
+All functions take the model matrix ``X`` (n, p), the bread ``M = (X'X)^{-1}`` and a residual
+matrix ``E`` (n, R) holding one column per replicate, and return covariance matrices of shape
+(R, p, p). The small-sample factors are applied separately from the sandwich, as in
+``sandwich::vcovCL`` and ``clubSandwich::vcovCR``.
+
+    V = M (sum_g X_g' W_g e_g e_g' W_g' X_g) M
+
+CR0: W_g = I.  CR1: CR0 x G/(G-1) x (n-1)/(n-p) (Stata, statsmodels, sandwich HC1).
+CR2 (Bell & McCaffrey 2002): W_g = (I - H_gg)^{-1/2}, symmetric inverse square root.
+CR3: W_g = (I - H_gg)^{-1}, close to the leave-one-cluster-out jackknife.
+HC0-HC3 (MacKinnon & White 1985) are the one-observation-per-cluster cases.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+HCType = Literal["HC0", "HC1", "HC2", "HC3"]
+CRType = Literal["CR0", "CR1", "CR2", "CR3"]
+
+
+def bread(X: np.ndarray) -> np.ndarray:
+    """M = (X'X)^{-1}; raises ValueError when X does not have full column rank."""
+    XtX = X.T @ X
+    rank = np.linalg.matrix_rank(X)
+    if rank < X.shape[1]:
+        raise ValueError(f"the model matrix has rank {rank} < {X.shape[1]} columns (collinear or constant predictors)")
+    return np.linalg.inv(XtX)
+
+
+def leverages(X: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """Diagonal of the hat matrix H = X M X'."""
+    return np.einsum("ip,pq,iq->i", X, M, X)
+
+
+def sandwich(M: np.ndarray, meat: np.ndarray) -> np.ndarray:
+    """M meat M for a stack of meats (R, p, p)."""
+    return M @ meat @ M
+
+
+def vcov_iid(M: np.ndarray, E: np.ndarray, residual_df: int) -> np.ndarray:
+    """sigma^2 M with sigma^2 = e'e / (n - p), per replicate."""
+    sigma2 = np.einsum("ir,ir->r", E, E) / residual_df
+    return sigma2[:, None, None] * M[None, :, :]
+
+
+def vcov_hc(X: np.ndarray, M: np.ndarray, E: np.ndarray, kind: HCType) -> np.ndarray:
+    """HC0: e_i^2; HC1: n/(n-p) e_i^2; HC2: e_i^2/(1-h_i); HC3: e_i^2/(1-h_i)^2."""
+    n, p = X.shape
+    if kind in ("HC0", "HC1"):
+        weight = np.ones(n)
+    else:
+        one_minus_h = 1.0 - leverages(X, M)
+        weight = 1.0 / one_minus_h if kind == "HC2" else 1.0 / one_minus_h**2
+    meat = np.einsum("ip,ir,iq->rpq", X, weight[:, None] * E**2, X)
+    V = sandwich(M, meat)
+    return V * (n / (n - p)) if kind == "HC1" else V
+
+
+def cluster_indicator(clusters: np.ndarray, n_clusters: int) -> sp.csr_matrix:
+    """Sparse G x n matrix S with S[g, i] = 1 when observation i is in cluster g."""
+    n = len(clusters)
+    return sp.csr_matrix((np.ones(n), (clusters, np.arange(n))), shape=(n_clusters, n))
+
+
+def cluster_adjustments(X: np.ndarray, M: np.ndarray, clusters: np.ndarray, n_clusters: int, kind: CRType) -> list[np.ndarray] | None:
+    """Per-cluster W_g of CR2 ((I - H_gg)^{-1/2}) or CR3 ((I - H_gg)^{-1}); None for CR0/CR1.
+
+    They depend on the design only, so a batch of replicates computes them once.
+    """
+    if kind in ("CR0", "CR1"):
+        return None
+    power = -0.5 if kind == "CR2" else -1.0
+    adjustments = []
+    for g in range(n_clusters):
+        Xg = X[clusters == g]
+        values, vectors = np.linalg.eigh(np.eye(len(Xg)) - Xg @ M @ Xg.T)
+        if values.min() <= 1e-12:
+            raise ValueError(
+                f"I - H_gg is singular for cluster {g}: {kind} is undefined when a cluster alone determines a coefficient"
+            )
+        adjustments.append((vectors * values**power) @ vectors.T)
+    return adjustments
+
+
+def adjust_residuals(E: np.ndarray, clusters: np.ndarray, adjustments: list[np.ndarray]) -> np.ndarray:
+    """W_g e_g for every cluster g and replicate."""
+    out = np.empty_like(E)
+    for g, W in enumerate(adjustments):
+        rows = clusters == g
+        out[rows] = W @ E[rows]
+    return out
+
+
+def cluster_scores(X: np.ndarray, E: np.ndarray, indicator: sp.csr_matrix) -> np.ndarray:
+    """U[r, g, :] = X_g' e_g for each replicate r (shape R, G, p)."""
+    n, p = X.shape
+    R = E.shape[1]
+    products = (X[:, :, None] * E[:, None, :]).reshape(n, p * R)
+    return np.asarray(indicator @ products).reshape(-1, p, R).transpose(2, 0, 1)
+
+
+def vcov_cr(X: np.ndarray, M: np.ndarray, E: np.ndarray, clusters: np.ndarray, n_clusters: int,
+            kind: CRType, adjustments: list[np.ndarray] | None = None) -> np.ndarray:
+    """Cluster-robust covariance (R, p, p) of the given kind; see the module docstring."""
+    n, p = X.shape
+    if kind in ("CR2", "CR3"):
+        if adjustments is None:
+            adjustments = cluster_adjustments(X, M, clusters, n_clusters, kind)
+        E = adjust_residuals(E, clusters, adjustments)
+    U = cluster_scores(X, E, cluster_indicator(clusters, n_clusters))
+    V = sandwich(M, np.einsum("rgp,rgq->rpq", U, U))
+    if kind == "CR1":
+        V = V * (n_clusters / (n_clusters - 1) * (n - 1) / (n - p))
+    return V
+
+
+def cr2_satterthwaite_df(X: np.ndarray, M: np.ndarray, clusters: np.ndarray, n_clusters: int,
+                         adjustments: list[np.ndarray]) -> np.ndarray:
+    """Satterthwaite degrees of freedom of each coefficient under CR2 (Bell & McCaffrey 2002;
+    Pustejovsky & Tipton 2018, working model Phi = I).
+
+    For coefficient j, let G_j be the n x G matrix whose column g holds W_g X_g M e_j on the rows
+    of cluster g, and P_j = (I - H) G_j, so that the CR2 variance is sum_g (p_g' y)^2. Then
+        nu_j = (tr B_j)^2 / sum(B_j * B_j),   B_j = P_j' P_j.
+    Depends on the design only.
+    """
+    n, p = X.shape
+    df = np.empty(p)
+    for j in range(p):
+        Gj = np.zeros((n, n_clusters))
+        direction = X @ M[:, j]
+        for g, W in enumerate(adjustments):
+            rows = clusters == g
+            Gj[rows, g] = W @ direction[rows]
+        Pj = Gj - X @ (M @ (X.T @ Gj))
+        B = Pj.T @ Pj
+        df[j] = np.trace(B) ** 2 / np.sum(B * B)
+    return df

@@ -1,0 +1,91 @@
+"""``clustersim [hydra overrides]``: compose a study from ``conf/``, validate it, run it, write
+``results.zarr`` and ``summary.csv`` into Hydra's run directory and print the summary table.
+
+Bad input stops before any simulation with one line on stderr naming the offending key and
+exit code 2.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig
+
+from analysis.measures import summarise, to_tidy
+from analysis.schema import build_dataset, write_results
+from analysis.table import format_table
+from sims import runner
+from sims.presets import ConfigError, available, conf_dir
+from sims.study import validate
+
+log = logging.getLogger("clustersim")
+
+CONFIG_GROUPS = ("dgp", "runner", "experiment")
+RESULTS = "results.zarr"
+SUMMARY = "summary.csv"
+
+
+def fail(message: str) -> None:
+    print(f"clustersim: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _group_choices(override) -> list:
+    if override.is_sweep_override():
+        return [str(v) for v in override.sweep_iterator()]
+    value = override.value()
+    return [] if value is None else [str(value)]
+
+
+def preflight(args: list[str]) -> list[str]:
+    """Check config-group choices (``dgp=...``) before Hydra composes, and let ``grid.<key>=``
+    add new grid keys without Hydra's ``+`` prefix. Returns the arguments to hand to Hydra."""
+    overrides = [a for a in args if not a.startswith("-") and "=" in a]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as error:  # Hydra's parser explains the grammar at length; keep the gist
+        fail(f"cannot parse overrides: {str(error).splitlines()[0]}")
+    for override in parsed:
+        group = override.key_or_group
+        if group in CONFIG_GROUPS and not override.is_delete():
+            for choice in _group_choices(override):
+                if choice not in available(group):
+                    fail(f"{group}: unknown {group} {choice!r} (available: {', '.join(available(group))})")
+    return [f"++{a}" if a.startswith("grid.") else a for a in args]
+
+
+def _run(cfg: DictConfig) -> None:
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        study = validate(cfg)
+    except ConfigError as error:
+        fail(str(error))
+    if (output_dir / RESULTS).exists():
+        fail(f"hydra.run.dir: {output_dir} already holds {RESULTS}; choose a new run directory")
+    plan = runner.chunk_plan(study)
+    log.info("study: %d cell(s) x %d replicates x %d estimator(s), %d chunks, n_jobs=%d",
+             len(study.cells), study.n_reps, len(study.estimator_names), len(plan), study.n_jobs)
+    chunks = runner.run(study)
+    dataset = build_dataset(study, chunks)
+    write_results(dataset, output_dir / RESULTS)
+    summary = summarise(dataset)
+    to_tidy(summary).to_csv(output_dir / SUMMARY, index=False)
+    log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)
+    if cfg.get("print_table", True):
+        print(format_table(summary))
+
+
+_hydra_main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_run)
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], *preflight(sys.argv[1:])]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
