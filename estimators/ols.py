@@ -59,11 +59,15 @@ class OLS(Estimator):
         return self._fit_design(*stacked)
 
     def _fit_design(self, design: Design, Y: np.ndarray) -> list[FitResult]:
+        if Y.shape[1] == 1:
+            # numpy's einsum sums a lone column with a different (SIMD) loop than the columns
+            # of a matrix; fitting it twice keeps a replicate's bits independent of chunking.
+            return self._fit_design(design, np.repeat(Y, 2, axis=1))[:1]
         X = design.X
         n, p = X.shape
         M = sandwich.bread(X)
-        beta = M @ (X.T @ Y)  # (p, R)
-        E = Y - X @ beta
+        beta = sandwich.columnwise(M, sandwich.columnwise(X.T, Y))  # (p, R)
+        E = Y - sandwich.columnwise(X, beta)
         V, df = self._vcov_and_df(design, M, E)
         std_errors = np.sqrt(np.diagonal(V, axis1=1, axis2=2))  # (R, p)
         return [

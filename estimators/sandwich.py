@@ -23,6 +23,13 @@ HCType = Literal["HC0", "HC1", "HC2", "HC3"]
 CRType = Literal["CR0", "CR1", "CR2", "CR3"]
 
 
+def columnwise(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A @ B such that each column of the result is bit-identical whatever B's number of
+    columns: einsum's loops sum in a fixed order, while BLAS switches kernels with the width
+    (gemv for one column). This keeps a replicate's numbers independent of the chunk size."""
+    return np.einsum("ij,jr->ir", A, B)
+
+
 def bread(X: np.ndarray) -> np.ndarray:
     """M = (X'X)^{-1}; raises ValueError when X does not have full column rank."""
     XtX = X.T @ X
@@ -92,7 +99,7 @@ def adjust_residuals(E: np.ndarray, clusters: np.ndarray, adjustments: list[np.n
     out = np.empty_like(E)
     for g, W in enumerate(adjustments):
         rows = clusters == g
-        out[rows] = W @ E[rows]
+        out[rows] = columnwise(W, E[rows])
     return out
 
 

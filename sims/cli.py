@@ -19,8 +19,9 @@ from analysis.measures import summarise, to_tidy
 from analysis.schema import build_dataset, write_results
 from analysis.table import format_table
 from sims import runner
+from sims.api import open_mapping_overrides
 from sims.presets import ConfigError, available, conf_dir
-from sims.study import validate
+from sims.study import StudySchema, validate
 
 log = logging.getLogger("clustersim")
 
@@ -42,20 +43,24 @@ def _group_choices(override) -> list:
 
 
 def preflight(args: list[str]) -> list[str]:
-    """Check config-group choices (``dgp=...``) before Hydra composes, and let ``grid.<key>=``
-    add new grid keys without Hydra's ``+`` prefix. Returns the arguments to hand to Hydra."""
+    """Check config-group choices (``dgp=...``) before Hydra composes, and let ``grid`` and
+    ``estimators`` take new keys without Hydra's ``+`` prefix. Returns the arguments for Hydra."""
     overrides = [a for a in args if not a.startswith("-") and "=" in a]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as error:  # Hydra's parser explains the grammar at length; keep the gist
         fail(f"cannot parse overrides: {str(error).splitlines()[0]}")
+    known = {*StudySchema.__dataclass_fields__, *CONFIG_GROUPS, "hydra"}
     for override in parsed:
         group = override.key_or_group
+        root = group.split(".", 1)[0]
+        if root not in known and not (override.is_add() or override.is_force_add()):
+            fail(f"{group}: unknown key (top-level keys: {', '.join(sorted(known - {'hydra'}))})")
         if group in CONFIG_GROUPS and not override.is_delete():
             for choice in _group_choices(override):
                 if choice not in available(group):
                     fail(f"{group}: unknown {group} {choice!r} (available: {', '.join(available(group))})")
-    return [f"++{a}" if a.startswith("grid.") else a for a in args]
+    return open_mapping_overrides(args)
 
 
 def _run(cfg: DictConfig) -> None:

@@ -1,0 +1,57 @@
+"""Run a study from Python with the same configs and overrides as the command line:
+
+    from sims.api import compose, run_study
+    results = run_study(["dgp.n_subjects=12", "n_reps=100"])
+
+``run_study`` returns the results dataset (the content of ``results.zarr``); pass it to
+``analysis.summarise`` for the measures.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import xarray as xr
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig
+
+from analysis.schema import build_dataset
+from sims import runner
+from sims.presets import conf_dir
+from sims.study import Study, validate
+
+
+# Mappings whose keys the user chooses: Hydra refuses new keys in them without a prefix.
+OPEN_MAPPINGS = ("estimators", "grid")
+
+
+def open_mapping_overrides(overrides: Sequence[str]) -> list[str]:
+    """Let ``estimators`` and ``grid`` take new keys as plain overrides.
+
+    ``grid.<key>=[...]`` and ``estimators.<name>=<preset>`` add (or replace) one entry;
+    ``estimators={a: ols, b: ols_cr2}`` replaces the whole mapping instead of merging into it.
+    Overrides that already carry a ``+``/``~`` prefix pass unchanged.
+    """
+    rewritten = []
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        root = key.split(".", 1)[0]
+        if not equals or root not in OPEN_MAPPINGS or key[:1] in "+~":
+            rewritten.append(override)
+        elif "." in key:
+            rewritten.append(f"++{override}")
+        else:
+            rewritten.extend([f"~{key}", f"+{override}"])
+    return rewritten
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The study config ``conf/config.yaml`` with command-line style overrides applied."""
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=open_mapping_overrides(overrides))
+
+
+def run_study(overrides: Sequence[str] = (), progress: Callable | None = None) -> xr.Dataset:
+    """Compose, validate and run a study; returns the results dataset."""
+    study: Study = validate(compose(overrides))
+    return build_dataset(study, runner.run(study, progress))

@@ -1,0 +1,32 @@
+"""Estimators that misbehave on purpose, for tests of the runner's failure handling."""
+from __future__ import annotations
+
+import numpy as np
+
+from estimators.base import Estimator
+from estimators.ols import OLS
+from estimators.result import FitResult, Status
+
+
+class FlakyOLS(OLS):
+    """OLS that raises when the first outcome exceeds ``threshold`` and returns a NaN estimate
+    with status ``not_converged`` when it is below ``-threshold`` (relative to ``center``)."""
+
+    def __init__(self, formula: str = "y ~ X", threshold: float = 0.0, center: float = 800.0, alpha: float = 0.05):
+        super().__init__(formula=formula, vcov="iid", alpha=alpha)
+        self.threshold = threshold
+        self.center = center
+
+    fit_batch = Estimator.fit_batch  # one fit per replicate, so each can fail alone
+
+    def get_params(self) -> dict:
+        return {"formula": self.formula, "threshold": self.threshold, "center": self.center, "alpha": self.alpha}
+
+    def fit(self, data, rng=None) -> FitResult:
+        first = data["y"].iloc[0] - self.center
+        if first > self.threshold:
+            raise RuntimeError(f"boom at y0={first:.3f}")
+        result = super().fit(data, rng)
+        if first < -self.threshold:
+            return FitResult.failure(result.terms, "gave up", Status.not_converged)
+        return result
