@@ -7,19 +7,22 @@ exit code 2.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from analysis.measures import summarise, to_tidy
 from analysis.schema import build_dataset, write_results
 from analysis.table import format_table
 from sims import runner
-from sims.api import open_mapping_overrides
+from sims.api import compose, open_mapping_overrides
 from sims.presets import ConfigError, available, conf_dir
 from sims.study import StudySchema, validate
 
@@ -60,7 +63,26 @@ def preflight(args: list[str]) -> list[str]:
             for choice in _group_choices(override):
                 if choice not in available(group):
                     fail(f"{group}: unknown {group} {choice!r} (available: {', '.join(available(group))})")
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    if not multirun:
+        _check_composition([a for a in overrides if not a.lstrip("+~").startswith("hydra.")])
     return open_mapping_overrides(args)
+
+
+_QUOTED_KEY = re.compile(r"'([\w.]+)'")
+
+
+def _check_composition(overrides: list[str]) -> None:
+    """Compose once outside Hydra's app so that a key that does not exist fails in one line."""
+    try:
+        compose(overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        first_line = str(error).splitlines()[0]
+        quoted = _QUOTED_KEY.search(first_line)
+        if quoted and first_line.startswith("Could not override"):
+            key = quoted.group(1)
+            fail(f"{key}: no such key in the config (add a new key with +{key}=...)")
+        fail(first_line)
 
 
 def _run(cfg: DictConfig) -> None:
