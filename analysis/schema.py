@@ -10,6 +10,7 @@ the resolved config as YAML, the seed, and package versions.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import shutil
 import warnings
@@ -45,72 +46,121 @@ def _string_coord(values) -> np.ndarray:
     return np.array(list(values), dtype=object)
 
 
-def build_dataset(study, chunks) -> xr.Dataset:
-    """Assemble the chunks of a finished study into the results dataset."""
-    grid_dims = list(study.grid)
-    grid_shape = [len(v) for v in study.grid.values()]
-    estimators = study.estimator_names
-    terms: list[str] = []
-    for cell in study.cells:
-        terms.extend(t for t in cell.dgp.truth() if t not in terms)
-    for chunk in chunks:
-        for part in chunk.estimators.values():
-            terms.extend(t for t in part.terms if t not in terms)
-    term_index = {t: j for j, t in enumerate(terms)}
-    n_cells, n_est, n_reps, n_terms = len(study.cells), len(estimators), study.n_reps, len(terms)
+def _coord(values) -> np.ndarray:
+    return _string_coord(values) if any(isinstance(v, str) for v in values) else np.array(values)
 
-    per_term = {name: np.full((n_cells, n_est, n_reps, n_terms), np.nan) for name in PER_TERM}
-    status = np.full((n_cells, n_est, n_reps), int(Status.failed), dtype=np.int8)
-    message = np.full((n_cells, n_est, n_reps), "not run", dtype=object)
-    elapsed = np.full((n_cells, n_est, n_reps), np.nan)
-    extras: dict[str, np.ndarray] = {}
-    for chunk in chunks:
-        reps = np.arange(chunk.reps.start, chunk.reps.stop)
-        for e, name in enumerate(estimators):
-            part = chunk.estimators[name]
-            columns = [term_index[t] for t in part.terms]
-            for variable in PER_TERM:
-                block = per_term[variable][chunk.cell, e]
-                block[np.ix_(reps, columns)] = part.values[variable]
-            status[chunk.cell, e, reps] = part.status
-            message[chunk.cell, e, reps] = part.message
-            elapsed[chunk.cell, e, reps] = part.elapsed_s
-            for key, values in part.extras.items():
-                array = extras.setdefault(key, np.full((n_cells, n_est, n_reps), "", dtype=object))
-                array[chunk.cell, e, reps] = ["" if v is None else str(v) for v in values]
 
-    truth = np.full((n_cells, n_terms), np.nan)
-    for cell in study.cells:
-        for term, value in cell.dgp.truth().items():
-            truth[cell.index, term_index[term]] = value
+def _variable_specs(study) -> dict[str, tuple[list[str], object, object]]:
+    """name -> (trailing dims after the grid dims, dtype, fill value) of every variable.
+    Text uses numpy's variable-width StringDType, which zarr stores as vlen-utf8."""
+    text = np.dtypes.StringDType()
+    specs = {name: (["estimator", "rep", "term"], np.float64, np.nan) for name in PER_TERM}
+    specs["status"] = (["estimator", "rep"], np.int8, int(Status.failed))
+    specs["message"] = (["estimator", "rep"], text, "not run")
+    specs["elapsed_s"] = (["estimator", "rep"], np.float64, np.nan)
+    for extra in study.extras:
+        specs[extra] = (["estimator", "rep"], text, "")
+    return specs
 
-    def shaped(array, trailing):
-        return array.reshape(grid_shape + list(array.shape[1:])), grid_dims + trailing
 
-    data_vars = {}
-    for variable in PER_TERM:
-        values, dims = shaped(per_term[variable], ["estimator", "rep", "term"])
-        data_vars[variable] = (dims, values)
-    for variable, array in (("status", status), ("message", message), ("elapsed_s", elapsed), *extras.items()):
-        values, dims = shaped(array, ["estimator", "rep"])
-        data_vars[variable] = (dims, values)
-    values, dims = shaped(truth, ["term"])
-    data_vars["truth"] = (dims, values)
-    values, dims = shaped(np.arange(n_cells), [])
-    data_vars["cell_index"] = (dims, values)
-
-    coords = {dim: (_string_coord(v) if any(isinstance(x, str) for x in v) else np.array(v))
-              for dim, v in study.grid.items()}
-    coords.update(estimator=_string_coord(estimators), rep=np.arange(n_reps), term=_string_coord(terms))
-    ds = xr.Dataset(data_vars, coords=coords)
+def _attach_metadata(ds: xr.Dataset, study, n_reps: int) -> xr.Dataset:
     ds["status"].attrs.update(STATUS_ATTRS)
     ds["elapsed_s"].attrs.update(units="s", long_name="wall-clock time of the fit")
     ds["truth"].attrs.update(long_name="true value of the estimand")
     ds.attrs.update(
-        config=study.yaml(), seed=study.seed, n_reps=study.n_reps, alpha=study.alpha,
+        config=study.yaml(), seed=study.seed, n_reps=n_reps, alpha=study.alpha,
         grid_keys=" ".join(f"{dim}={key}" for dim, key in study.grid_keys.items()),
         **package_versions(),
     )
+    return ds
+
+
+def empty_dataset(study, n_reps: int, lazy: bool = False, rep_chunk: int | None = None) -> xr.Dataset:
+    """The full-size results dataset before any replicate is in: NaN estimates, status
+    ``failed`` with message "not run". ``lazy`` builds it for the store: chunked by grid cell
+    and ``rep_chunk`` replicates, from dask arrays so that nothing big is allocated, except
+    ``status``, which is small and written at once so that replicates whose chunk has not run
+    read as ``failed`` rather than as zarr's default fill value 0 (``ok``)."""
+    grid_dims = list(study.grid)
+    grid_shape = [len(v) for v in study.grid.values()]
+    sizes = {"estimator": len(study.estimator_names), "rep": n_reps, "term": len(study.terms)}
+    data_vars = {}
+    for name, (trailing, dtype, fill) in _variable_specs(study).items():
+        shape = grid_shape + [sizes[d] for d in trailing]
+        chunks = tuple([1] * len(grid_shape) + [rep_chunk if d == "rep" else sizes[d] for d in trailing])
+        if lazy and name != "status":
+            import dask.array
+
+            values = dask.array.full(shape, fill, dtype=dtype, chunks=chunks)
+        else:
+            values = np.full(shape, fill, dtype=dtype)
+        data_vars[name] = xr.Variable(grid_dims + trailing, values,
+                                      encoding={"chunks": chunks} if lazy else {})
+    truth = np.full((len(study.cells), len(study.terms)), np.nan)
+    for cell in study.cells:
+        for term, value in cell.dgp.truth().items():
+            truth[cell.index, study.terms.index(term)] = value
+    data_vars["truth"] = (grid_dims + ["term"], truth.reshape(grid_shape + [len(study.terms)]))
+    data_vars["cell_index"] = (grid_dims, np.arange(len(study.cells)).reshape(grid_shape))
+    coords = {dim: _coord(values) for dim, values in study.grid.items()}
+    coords.update(estimator=_string_coord(study.estimator_names), rep=np.arange(n_reps),
+                  term=_string_coord(study.terms))
+    return _attach_metadata(xr.Dataset(data_vars, coords=coords), study, n_reps)
+
+
+def chunk_region(study, chunk) -> dict[str, slice]:
+    """Where a chunk's replicates sit in the results dataset (positional slices per dim)."""
+    grid_shape = [len(v) for v in study.grid.values()]
+    position = np.unravel_index(chunk.cell, grid_shape) if grid_shape else ()
+    region = {dim: slice(int(i), int(i) + 1) for dim, i in zip(study.grid, position)}
+    region["rep"] = slice(chunk.reps.start, chunk.reps.stop)
+    return region
+
+
+def chunk_variables(study, chunk) -> dict[str, np.ndarray]:
+    """A chunk's values, shaped like their region of the results dataset (grid dims of size 1)."""
+    n_grid = len(study.grid)
+    n_est, n_reps, n_terms = len(study.estimator_names), len(chunk.reps), len(study.terms)
+    specs = _variable_specs(study)
+    out = {
+        name: np.full((n_est, n_reps) + ((n_terms,) if "term" in trailing else ()), fill, dtype=dtype)
+        for name, (trailing, dtype, fill) in specs.items()
+    }
+    for e, name in enumerate(study.estimator_names):
+        part = chunk.estimators[name]
+        unknown = [t for t in part.terms if t not in study.terms]
+        if unknown:
+            raise RuntimeError(f"estimator {name!r} reported terms {unknown} that its trial fit did not")
+        columns = [study.terms.index(t) for t in part.terms]
+        for variable in PER_TERM:
+            out[variable][e][:, columns] = part.values[variable]
+        out["status"][e] = part.status
+        out["message"][e] = part.message
+        out["elapsed_s"][e] = part.elapsed_s
+        for key, values in part.extras.items():
+            if key in out:
+                out[key][e] = ["" if v is None else str(v) for v in values]
+    return {name: values.reshape((1,) * n_grid + values.shape) for name, values in out.items()}
+
+
+def chunk_dataset(study, chunk) -> xr.Dataset:
+    """A chunk as a dataset without coordinates, for a region write into the store."""
+    grid_dims = list(study.grid)
+    specs = _variable_specs(study)
+    return xr.Dataset({
+        name: (grid_dims + specs[name][0], values) for name, values in chunk_variables(study, chunk).items()
+    })
+
+
+def build_dataset(study, chunks) -> xr.Dataset:
+    """Assemble the chunks of a study in memory (the Python API's path; the CLI streams them
+    into the store instead)."""
+    ds = empty_dataset(study, study.n_reps)
+    for chunk in chunks:
+        region = chunk_region(study, chunk)
+        for name, values in chunk_variables(study, chunk).items():
+            index = tuple(region.get(dim, slice(None)) for dim in ds[name].dims)
+            ds[name].values[index] = values
     validate_dataset(ds)
     return ds
 
@@ -137,16 +187,21 @@ def grid_dims(ds: xr.Dataset) -> list[str]:
     return [d for d in ds["truth"].dims if d != "term"]
 
 
+@contextlib.contextmanager
+def quiet_consolidated_metadata():
+    """zarr 3 warns that consolidated metadata is not in the v3 spec; xarray reads it fine and
+    opening a store without it warns on every ``open_zarr``, so it is written on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        yield
+
+
 def write_results(ds: xr.Dataset, path: Path) -> None:
     """Write ``ds`` as a zarr store, atomically: a half-written store never has the final name."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    with warnings.catch_warnings():
-        # zarr 3 notes that consolidated metadata is not in the v3 spec; xarray reads it fine
-        # and opening without it would warn on every open_zarr, so it is written on purpose.
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+    shutil.rmtree(partial, ignore_errors=True)
+    with quiet_consolidated_metadata():
         ds.to_zarr(partial, mode="w", consolidated=True)
     partial.rename(path)
 

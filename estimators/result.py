@@ -24,12 +24,18 @@ class Status(enum.IntEnum):
     ``ok`` and ``singular`` fits count as valid replicates in the performance measures;
     ``not_converged`` fits keep their numbers in the dataset but are excluded; ``failed``
     fits (an exception, or an estimand the design cannot identify) carry NaNs.
+    ``not_estimable`` fits ran, but the design cannot identify a requested term (e.g. a
+    between-cluster predictor under cluster fixed effects): that term is NaN, the others keep
+    their numbers, and the replicate is excluded like ``failed``. ``timeout`` fits were
+    stopped after the estimator's ``timeout_s`` and carry NaNs.
     """
 
     ok = 0
     not_converged = 1
     singular = 2
     failed = 3
+    not_estimable = 4
+    timeout = 5
 
 
 @dataclass(frozen=True)
@@ -87,3 +93,30 @@ def wald_inference(
         estimate - half_width, estimate + half_width, p_value,
         Status(status), message, dict(extras or {}),
     )
+
+
+def wald_inference_batch(
+    terms: Sequence[str],
+    estimate: np.ndarray,
+    std_error: np.ndarray,
+    df: np.ndarray | float,
+    alpha: float,
+    status: Status = Status.ok,
+    message: str = "",
+) -> list[FitResult]:
+    """:func:`wald_inference` for R replicates at once: ``estimate`` and ``std_error`` are (R, p),
+    ``df`` broadcasts to them. One scipy call per quantity instead of one per replicate; the
+    numbers are the same as replicate by replicate.
+    """
+    estimate = np.asarray(estimate, dtype=float)
+    std_error = np.asarray(std_error, dtype=float)
+    df = np.broadcast_to(np.asarray(df, dtype=float), estimate.shape)
+    p_value = 2.0 * stats.t.sf(np.abs(estimate / std_error), df)
+    half_width = stats.t.ppf(1.0 - alpha / 2.0, df) * std_error
+    lower, upper = estimate - half_width, estimate + half_width
+    terms = tuple(terms)
+    status = Status(status)
+    return [
+        FitResult(terms, estimate[r], std_error[r], df[r], lower[r], upper[r], p_value[r], status, message, {})
+        for r in range(estimate.shape[0])
+    ]

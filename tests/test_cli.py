@@ -2,20 +2,18 @@
 before any simulation with one line naming the key and exit code 2."""
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import warnings
 
 import pandas as pd
 import pytest
 import xarray as xr
 
-COMMAND = [shutil.which("clustersim")] if shutil.which("clustersim") else [sys.executable, "-m", "sims.cli"]
+from tests_helpers import clustersim_command
 
 
 def clustersim(run_dir, *overrides):
-    return subprocess.run([*COMMAND, f"hydra.run.dir={run_dir}", *overrides],
+    return subprocess.run([*clustersim_command(), f"hydra.run.dir={run_dir}", *overrides],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -79,9 +77,3 @@ def test_bad_input_stops_with_one_line_naming_the_key(tmp_path, overrides, key):
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"clustersim: error: {key}"), lines[0]
     assert not (tmp_path / "results.zarr").exists()
-
-
-def test_refuses_to_overwrite_results(tmp_path):
-    (tmp_path / "results.zarr").mkdir()
-    done = clustersim(tmp_path, "n_reps=2")
-    assert done.returncode == 2 and "results.zarr" in done.stderr
