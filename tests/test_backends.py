@@ -1,0 +1,38 @@
+"""The dask backend gives the local runner's bits; a hanging fit times out alone."""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from estimators.result import Status
+from sims.api import run_study
+from sims.seeding import data_rng
+from sims.api import compose
+from sims.study import validate
+
+STUDY = ("n_reps=24", "runner.chunk_size=5", "grid.dgp.n_subjects=[6,12]",
+         "estimators={ols: ols, cr2: ols_cr2, ri: mixedlm_ri}")
+
+
+def test_dask_local_cluster_equals_loky_bit_for_bit():
+    loky = run_study([*STUDY, "runner.backend=loky", "runner.n_jobs=2"])
+    dask = run_study([*STUDY, "runner.backend=dask", "runner.n_jobs=2"])
+    xr.testing.assert_identical(loky.drop_vars("elapsed_s").drop_attrs(), dask.drop_vars("elapsed_s").drop_attrs())
+
+
+def test_a_hanging_fit_times_out_and_leaves_the_others_intact():
+    overrides = ["n_reps=12", "runner.chunk_size=4", "runner.n_jobs=2"]
+    study = validate(compose(overrides))
+    y0 = np.array([study.cells[0].dgp.generate(data_rng(study.seed, 0, r))["y"].iloc[0] - 800 for r in range(12)])
+    threshold = float(np.sort(y0)[-3])  # the two largest first outcomes hang
+    slow = f"{{_target_: support.SlowOLS, hang: 30, threshold: {threshold!r}, timeout_s: 0.5}}"
+    ds = run_study([*overrides, f"estimators={{ols: ols, slow: {slow}}}"])
+    hung = y0 > threshold
+    status = ds["status"].sel(estimator="slow").values
+    np.testing.assert_array_equal(status == Status.timeout, hung)
+    assert (status[~hung] == Status.ok).all()
+    assert all("time-out" in m for m in ds["message"].sel(estimator="slow").values[hung])
+    np.testing.assert_array_equal(ds["estimate"].sel(estimator="slow").values[~hung],
+                                  ds["estimate"].sel(estimator="ols").values[~hung])
+    assert np.isnan(ds["estimate"].sel(estimator="slow").values[hung]).all()
+    assert (ds["elapsed_s"].sel(estimator="slow").values < 5).all()
