@@ -58,7 +58,7 @@ def preflight(args: list[str]) -> list[str]:
     known = {*StudySchema.__dataclass_fields__, *CONFIG_GROUPS, "hydra"}
     for override in parsed:
         group = override.key_or_group
-        root = group.split(".", 1)[0]
+        root = re.split(r"[./]", group, maxsplit=1)[0]
         if root not in known and not (override.is_add() or override.is_force_add()):
             fail(f"{group}: unknown key (top-level keys: {', '.join(sorted(known - {'hydra'}))})")
         if group in CONFIG_GROUPS and not override.is_delete():
