@@ -20,12 +20,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from analysis.measures import summarise, to_tidy
 from analysis.table import format_table
-from sims import runner
 from sims.api import compose, open_mapping_overrides
-from sims.precision import next_n_reps
 from sims.presets import ConfigError, available, conf_dir
-from sims.progress import Progress
-from sims.store import RESULTS, RunStore
+from sims.rundir import RunBrokeOff, run_in_directory
+from sims.store import RESULTS
 from sims.study import StudySchema, validate
 
 log = logging.getLogger("clustersim")
@@ -87,63 +85,15 @@ def _check_composition(overrides: list[str]) -> None:
         fail(first_line)
 
 
-def run_missing(study, store: RunStore) -> None:
-    """Run every chunk of ``study`` the store does not hold yet, writing each as it finishes."""
-    done = store.done()
-    plan = runner.chunk_plan(study, store.rep_chunk)
-    todo = [(cell, reps) for cell, reps in plan if (cell, reps.start, reps.stop) not in done]
-    total = len(study.cells) * study.n_reps
-    remaining = sum(len(reps) for _, reps in todo)
-    log.info("%d cell(s) x %d replicates x %d estimator(s): %d of %d chunks to run, backend=%s, n_jobs=%d",
-             len(study.cells), study.n_reps, len(study.estimator_names), len(todo), len(plan),
-             study.config.runner.backend, study.n_jobs)
-    progress = Progress(total, total - remaining, enabled=study.config.runner.progress)
-    try:
-        for chunk in runner.execute(study, todo):
-            store.write_chunk(study, chunk)
-            progress.update(chunk)
-    except Exception as error:  # a dead worker or scheduler: what is stored stays stored
-        log.exception("the run broke off")
-        fail(f"runner: the run broke off ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-             f"finished chunks are saved in {store.path}: rerun the same command to resume", code=1)
-    finally:
-        progress.close()
-
-
-def run_until_precise(study, store: RunStore) -> str:
-    """``n_reps: auto``: grow the study round by round until the precision target is met."""
-    while True:
-        store.prepare(study)
-        run_missing(study, store)
-        n_reps, reason = next_n_reps(summarise(store.open()).compute(), study.precision, study.n_reps)
-        if reason is not None:
-            return reason
-        log.info("precision not reached at %d replicates; growing to %d", study.n_reps, n_reps)
-        study.n_reps = n_reps
-
-
 def _run(cfg: DictConfig) -> None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    store = RunStore(output_dir)
     try:
-        study = validate(cfg)
-        if store.exists():
-            store.check_provenance(study)
-            held = store.n_reps
-            if study.auto_reps:
-                study.n_reps = max(study.n_reps, held)
-            elif study.n_reps < held:
-                raise ConfigError("n_reps", f"is {study.n_reps} but {store.path} already holds {held} replicates")
-        store.prepare(study)
+        dataset = run_in_directory(validate(cfg), output_dir)
     except ConfigError as error:
         fail(str(error))
-    if study.auto_reps:
-        reason = run_until_precise(study, store)
-        store.record(stop_reason=reason)
-        log.info("stopped: %s", reason)
-    else:
-        run_missing(study, store)
-    dataset = store.open()
+    except RunBrokeOff as error:
+        fail(f"runner: the run broke off ({error}); finished chunks are saved in "
+             f"{output_dir / RESULTS}: rerun the same command to resume", code=1)
     summary = summarise(dataset).compute()
     to_tidy(summary).to_csv(output_dir / SUMMARY, index=False)
     log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)

@@ -3,12 +3,14 @@ before any simulation with one line naming the key and exit code 2."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import warnings
 
 import pandas as pd
 import pytest
 import xarray as xr
 
+from sims.cli import main
 from tests_helpers import clustersim_command
 
 
@@ -66,14 +68,36 @@ BAD_INPUTS = [
     (["estimators.bad={preset: ols, formula: 'y ~ Z'}"], "estimators.bad"),
     (["estimators.bad={preset: ols_cr1, cluster: school}"], "estimators.bad"),
     (["estimators.bad={preset: ols, vcov: HC9}"], "estimators.bad.vcov"),
+    (["estimators.slow={preset: ols, timeout_s: -1}"], "estimators.slow.timeout_s"),
+    (["runner=nope"], "runner"),
+    (["+experiment=nope"], "experiment"),
+    (["runner.backend=spark"], "runner.backend"),
+    (["runner.chunk_size=0"], "runner.chunk_size"),
+    (["n_reps=auto"], "n_reps"),
+    (["n_reps=auto", "+precision={measure: power, mcse: 0.01}"], "precision.measure"),
+    (["n_reps=auto", "+precision={measure: coverage, mcse: 0}"], "precision.mcse"),
+    (["alpha=0"], "alpha"),
+    (["seed=-1"], "seed"),
+    (["grid.n_reps=[10,20]"], "grid.n_reps"),
+    (["grid.dgp.n_subjects=7"], "grid.dgp.n_subjects"),
+    (["dgp.n_subjects=2.5"], "dgp.n_subjects"),
 ]
 
 
 @pytest.mark.parametrize("overrides, key", BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
-def test_bad_input_stops_with_one_line_naming_the_key(tmp_path, overrides, key):
-    done = clustersim(tmp_path, *overrides)
-    assert done.returncode == 2, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
+def test_bad_input_stops_with_one_line_naming_the_key(tmp_path, overrides, key, monkeypatch, capsys):
+    """In-process (the command's own ``main``), which is much faster than a subprocess."""
+    monkeypatch.setattr(sys, "argv", ["clustersim", f"hydra.run.dir={tmp_path}", *overrides])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
     assert lines[0].startswith(f"clustersim: error: {key}"), lines[0]
     assert not (tmp_path / "results.zarr").exists()
+
+
+def test_bad_input_exits_non_zero_from_the_command(tmp_path):
+    done = clustersim(tmp_path, "n_reps=0")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "clustersim: error: n_reps: must be >= 1, got 0"
