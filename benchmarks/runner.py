@@ -1,0 +1,104 @@
+"""Runner benchmarks: parallel speed-up, runner overhead and peak memory.
+
+    python benchmarks/runner.py                   # all three, default sizes
+    python benchmarks/runner.py --only memory --memory-reps 10000 1000000
+
+1. Speed-up: replicates per second of the default study (OLS, CR1 and two statsmodels mixed
+   models: compute-bound) with runner.n_jobs=1 and 2, through the store as `clustersim` runs
+   it. Goal: >= 1.8x on 2 cores.
+2. Overhead: the same study with n_jobs=1, against generating the same replicates and calling
+   the same estimators' ``fit`` in a plain loop in this process. Goal: under 5% per replicate.
+3. Peak memory: an OLS-family study (iid, HC3, CR1, CR2 on a 12-row design, batched) at each
+   size in --memory-reps, in a fresh `clustersim` process; the peak resident set of the
+   process tree is read from getrusage. Goal: flat in n_reps.
+
+All ratios are measured in one run on the same machine; OPENBLAS_CORETYPE, when set, slows
+numpy on these machines and is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# The project root first: this folder's estimators.py would otherwise shadow the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sims.api import compose  # noqa: E402
+from sims.rundir import run_in_directory  # noqa: E402
+from sims.seeding import data_rng, estimator_rng  # noqa: E402
+from sims.study import validate  # noqa: E402
+
+DEFAULT = ["runner.progress=false", "report=false"]
+OLS_FAMILY = "estimators={ols: ols, hc3: ols_hc3, cr1: ols_cr1, cr2: ols_cr2}"
+
+
+def study_rate(n_reps: int, n_jobs: int) -> float:
+    study = validate(compose([f"n_reps={n_reps}", f"runner.n_jobs={n_jobs}", "runner.chunk_size=10", *DEFAULT]))
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        run_in_directory(study, Path(run_dir))
+        return n_reps / (time.perf_counter() - start)
+
+
+def loop_rate(n_reps: int) -> float:
+    study = validate(compose([f"n_reps={n_reps}", *DEFAULT]))
+    cell = study.cells[0]
+    start = time.perf_counter()
+    for rep in range(n_reps):
+        data = cell.dgp.generate(data_rng(study.seed, 0, rep))
+        for name, estimator in cell.estimators.items():
+            estimator.fit(data, estimator_rng(study.seed, 0, rep, name))
+    return n_reps / (time.perf_counter() - start)
+
+
+def peak_memory_mib(n_reps: int) -> tuple[float, float]:
+    """(peak RSS in MiB of the clustersim process and its workers, seconds) for one study."""
+    chunk = max(1000, min(20000, n_reps // 20))
+    with tempfile.TemporaryDirectory() as run_dir:
+        command = [sys.executable, "-c", (
+            "import resource, sys; from sims.cli import main; "
+            "sys.argv = sys.argv[1:]; "
+            "import atexit; atexit.register(lambda: print('PEAK', max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)))\n"
+            "main()"),
+            "clustersim", f"hydra.run.dir={run_dir}", f"n_reps={n_reps}", OLS_FAMILY,
+            "dgp.n_subjects=6", "dgp.n_trials=1", f"runner.chunk_size={chunk}", "runner.n_jobs=2",
+            "print_table=false", *DEFAULT]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    peak_kib = max(int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("PEAK"))
+    return peak_kib / 1024, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["speedup", "overhead", "memory"])
+    parser.add_argument("--reps", type=int, default=200, help="replicates for speed-up and overhead")
+    parser.add_argument("--memory-reps", type=int, nargs="+", default=[10_000, 1_000_000])
+    args = parser.parse_args()
+    print(f"cores: {os.cpu_count()}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    if args.only in (None, "speedup"):
+        one, two = study_rate(args.reps, 1), study_rate(args.reps, 2)
+        print(f"default study, {args.reps} replicates: n_jobs=1 {one:.1f} rep/s, n_jobs=2 {two:.1f} rep/s, "
+              f"speed-up {two / one:.2f}x (goal >= 1.8x)")
+    if args.only in (None, "overhead"):
+        loop, runner_rate = loop_rate(args.reps), study_rate(args.reps, 1)
+        print(f"overhead, {args.reps} replicates, n_jobs=1: plain loop {1e3 / loop:.2f} ms/rep, runner "
+              f"{1e3 / runner_rate:.2f} ms/rep, overhead {100 * (loop / runner_rate - 1):+.1f}% (goal < 5%)")
+    if args.only in (None, "memory"):
+        for n_reps in args.memory_reps:
+            peak, seconds = peak_memory_mib(n_reps)
+            print(f"OLS family (4 estimators), {n_reps:,} replicates: peak RSS {peak:.0f} MiB, {seconds:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
