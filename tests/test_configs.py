@@ -37,7 +37,7 @@ def test_runner_config_composes(name):
 
 @pytest.mark.parametrize("name", available("experiment"))
 def test_experiment_composes_and_validates(name):
-    study = validate(compose([f"+experiment={name}"]))
+    study = validate(compose([f"experiment={name}"]))
     assert study.cells and study.estimator_names
 
 

@@ -1,0 +1,164 @@
+"""The model matrices of a linear mixed model, y = X beta + Z b + e, from a parsed formula.
+
+Z is never formed. Each random term contributes a block Z_t whose row i holds the term's model
+matrix row x_ti in the k_t columns of level g_t(i) (Bates et al. 2015, eq. 6: Z_t is the
+Khatri-Rao product of the level indicators and the model matrix); the block is stored as the
+pair (level codes, n x k_t matrix). Within a term, effects are ordered level-major
+(level j, column a -> index j * k_t + a), as in lme4.
+
+Terms are sorted by decreasing number of levels (stable), as lme4's ``mkReTrms`` and
+MixedModels.jl do: the first term's Z_1'Z_1 is then the largest block and it is block-diagonal,
+so the blocked Cholesky factors it level by level and fill-in is confined to later, smaller
+blocks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import patsy
+
+from estimators.design import InputError, outcome_and_matrix
+from estimators.lmm.formula import MixedFormula, RandomTerm, parse_formula
+
+
+@dataclass(frozen=True)
+class RandomBlock:
+    """One random-effects term on the data: level codes 0..l-1 and the n x k model matrix."""
+
+    term: RandomTerm
+    codes: np.ndarray
+    n_levels: int
+    matrix: np.ndarray
+    names: tuple[str, ...]
+
+    @property
+    def k(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def group(self) -> str:
+        return self.term.group
+
+    @property
+    def size(self) -> int:
+        """Number of random effects of the term, q_t = l_t * k_t."""
+        return self.n_levels * self.k
+
+
+@dataclass(frozen=True)
+class MixedDesign:
+    """Fixed-effects matrix X with its column names, and the random blocks sorted by levels."""
+
+    formula: MixedFormula
+    X: np.ndarray
+    fixed_names: tuple[str, ...]
+    blocks: tuple[RandomBlock, ...]
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+    def without_fixed(self, column: int) -> "MixedDesign":
+        """The same design with one fixed-effect column removed (the null model of an LRT)."""
+        keep = [j for j in range(self.p) if j != column]
+        return MixedDesign(self.formula, self.X[:, keep], tuple(self.fixed_names[j] for j in keep), self.blocks)
+
+
+def build_mixed_design(formula: str | MixedFormula, data: pd.DataFrame) -> tuple[MixedDesign, np.ndarray]:
+    """The design of an lme4 formula on ``data``, and the outcome vector.
+
+    Missing values, missing columns and grouping factors with fewer than 2 or with as many
+    levels as observations are refused with an :class:`InputError` naming the column.
+    """
+    parsed = parse_formula(formula) if isinstance(formula, str) else formula
+    y, X, fixed_names, _ = outcome_and_matrix(parsed.fixed_formula, data)
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise InputError(f"fixed-effects model matrix of {parsed.fixed_formula!r} is rank deficient")
+    blocks = [_random_block(term, data, parsed) for term in parsed.random]
+    order = sorted(range(len(blocks)), key=lambda t: -blocks[t].n_levels)  # stable: ties keep formula order
+    design = MixedDesign(parsed, X, fixed_names, tuple(blocks[t] for t in order))
+    return design, y
+
+
+def _random_block(term: RandomTerm, data: pd.DataFrame, parsed: MixedFormula) -> RandomBlock:
+    for name in term.factors:
+        if name not in data.columns:
+            raise InputError(
+                f"grouping column {name!r} of random term {term} is not in the data "
+                f"(columns: {', '.join(map(str, data.columns))})")
+        if data[name].isna().any():
+            raise InputError(f"grouping column {name!r} of random term {term} has missing values")
+    codes, n_levels = _level_codes(data, term.factors)
+    if n_levels < 2:
+        raise InputError(f"grouping factor {term.group!r} of random term {term} has {n_levels} level; at least 2 are needed")
+    if n_levels >= len(data):
+        raise InputError(
+            f"grouping factor {term.group!r} of random term {term} has as many levels as observations "
+            f"({n_levels}): its effects are confounded with the residual")
+    try:
+        matrix = patsy.dmatrix(term.lhs, data, NA_action="raise", return_type="matrix", eval_env=0)
+    except patsy.PatsyError as error:
+        text = str(error).splitlines()[0]
+        if "is not defined" in text:
+            name = text.split("'")[1] if "'" in text else text
+            raise InputError(f"column {name!r} in random term {term} is not in the data") from None
+        raise InputError(f"random term {term} cannot be evaluated: {text}") from None
+    if matrix.shape[1] == 0:
+        raise InputError(f"random term {term} has no columns")
+    return RandomBlock(term, codes, n_levels, np.asarray(matrix, dtype=float), tuple(matrix.design_info.column_names))
+
+
+def _level_codes(data: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarray, int]:
+    """Codes 0..l-1 of the observed combinations of ``factors`` (sorted), and l."""
+    if len(factors) == 1:
+        codes, uniques = pd.factorize(data[factors[0]], sort=True)
+        return codes.astype(np.intp), len(uniques)
+    combined = pd.MultiIndex.from_frame(data[list(factors)])
+    codes, uniques = pd.factorize(combined, sort=True)
+    return codes.astype(np.intp), len(uniques)
+
+
+def stack_mixed_outcomes(formula: str | MixedFormula, frames: Sequence[pd.DataFrame]) -> tuple[MixedDesign, np.ndarray] | None:
+    """One design and an (n, R) outcome matrix when the frames differ only in the outcome, else None.
+
+    Only the first frame goes through patsy.
+    """
+    parsed = parse_formula(formula) if isinstance(formula, str) else formula
+    Y = same_design_outcomes(frames, parsed.outcome)
+    if Y is None:
+        return None
+    design, _ = build_mixed_design(parsed, frames[0])
+    return design, Y
+
+
+def same_design_outcomes(frames: Sequence[pd.DataFrame], outcome: str) -> np.ndarray | None:
+    """The (n, R) matrix of column ``outcome`` of each frame when every other column holds the
+    same values in all frames (checked column by column on the arrays), else None."""
+    first = frames[0]
+    if outcome not in first.columns:  # a transformed outcome such as log(y): no shortcut
+        return None
+    columns = [c for c in first.columns if c != outcome]
+    reference = {c: first[c].to_numpy() for c in columns}
+    Y = np.empty((len(first), len(frames)))
+    for r, frame in enumerate(frames):
+        if r and (list(frame.columns) != list(first.columns) or len(frame) != len(first)
+                  or not all(_same_values(frame[c].to_numpy(), reference[c]) for c in columns)):
+            return None
+        column = frame[outcome].to_numpy(dtype=float)
+        if np.isnan(column).any():
+            raise InputError(f"column {outcome!r} has missing values")
+        Y[:, r] = column
+    return Y
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.dtype.kind in "fc" and b.dtype.kind in "fc":
+        return np.array_equal(a, b, equal_nan=True)
+    return a.dtype == b.dtype and np.array_equal(a, b)

@@ -1,0 +1,137 @@
+"""The linear mixed model as a clustersim estimator: an lme4 formula, REML or ML, and a test.
+
+Inference per fixed-effect term (``inference``):
+
+- ``wald_z``: t = estimate / SE against N(0, 1), Wald interval (lme4's ``summary`` z values).
+- ``satterthwaite``: the same t against t(nu) with lmerTest's Satterthwaite df
+  (:mod:`.satterthwaite`), interval estimate -/+ t_{nu, 1-alpha/2} SE.
+- ``lrt``: p-value of the likelihood-ratio test of the term (ML fits with and without it,
+  chi-square with 1 df; :mod:`.lrt`); the interval is the Wald z interval, df = inf.
+
+Status: a fit whose optimiser did not converge is ``not_converged`` (numbers kept); a fit with
+a relative-factor diagonal below 1e-4 (lme4's ``isSingular``) is ``singular`` and counts as a
+valid replicate, as in lme4, where such fits are reported with a message but not dropped.
+"""
+from __future__ import annotations
+
+from typing import Literal, Sequence, get_args
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from estimators.base import Estimator
+from estimators.design import InputError
+from estimators.lmm.cache import model_and_outcome
+from estimators.lmm.crossprod import OutcomeProducts
+from estimators.lmm.design import same_design_outcomes
+from estimators.lmm.fit import MixedFit, MixedModel
+from estimators.lmm.formula import parse_formula
+from estimators.lmm.lrt import likelihood_ratio_tests
+from estimators.lmm.satterthwaite import satterthwaite_df
+from estimators.result import FitResult, Status
+
+Inference = Literal["wald_z", "satterthwaite", "lrt"]
+INFERENCES = get_args(Inference)
+
+
+class LMM(Estimator):
+    """Linear mixed model ``formula`` (lme4 syntax) fitted by REML (``reml=True``) or ML.
+
+    Parameters
+    ----------
+    formula : e.g. ``"y ~ condition + (1 + condition | subject) + (1 | item)"``.
+    reml : REML (True, lme4's default) or maximum likelihood.
+    inference : ``wald_z``, ``satterthwaite`` or ``lrt`` (see the module docstring).
+    alpha : 1 - confidence level of the intervals.
+    """
+
+    def __init__(self, formula: str = "y ~ X + (1 | subject)", reml: bool = True,
+                 inference: Inference = "satterthwaite", alpha: float = 0.05):
+        self.formula = formula
+        self.reml = reml
+        self.inference = inference
+        self.alpha = alpha
+        try:
+            parse_formula(formula)
+        except InputError as error:
+            raise ValueError(f"formula: {error}") from None
+        if inference not in INFERENCES:
+            raise ValueError(f"inference: must be one of {', '.join(INFERENCES)}, got {inference!r}")
+        if not isinstance(reml, bool):
+            raise ValueError(f"reml: must be true or false, got {reml!r}")
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+
+    def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
+        model, y = model_and_outcome(self.formula, data, self.reml)
+        return self._fit_model(model, y[:, None])[0]
+
+    def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
+        """All replicates of a shared design in one batch (Z'Z, Z'X, X'X computed once)."""
+        Y = same_design_outcomes(frames, parse_formula(self.formula).outcome)
+        if Y is None:
+            return super().fit_batch(frames, rngs)
+        model, _ = model_and_outcome(self.formula, frames[0], self.reml)
+        return self._fit_model(model, Y)
+
+    def fit_model(self, data: pd.DataFrame) -> MixedFit:
+        """The full fit: fixed effects and their covariance, variance components, criterion,
+        log-likelihood, AIC/BIC, convergence and singularity flags, random-effects PCA."""
+        model, y = model_and_outcome(self.formula, data, self.reml)
+        return model.fit(model.outcomes(y[:, None]))[0]
+
+    def _fit_model(self, model: MixedModel, Y: np.ndarray) -> list[FitResult]:
+        return fit_and_infer(model, Y, self.inference, self.alpha)[1]
+
+
+def fit_and_infer(model: MixedModel, Y: np.ndarray, inference: Inference, alpha: float
+                  ) -> tuple[list[MixedFit], list[FitResult]]:
+    """Fit ``model`` to each column of Y and test each fixed effect as ``inference`` says."""
+    outcomes = model.outcomes(Y)
+    fits = model.fit(outcomes)
+    return fits, infer(model, outcomes, fits, Y, inference, alpha)
+
+
+def infer(model: MixedModel, outcomes: OutcomeProducts, fits: list[MixedFit], Y: np.ndarray,
+          inference: Inference, alpha: float) -> list[FitResult]:
+    """Per-term results of ``fits`` (one per column of Y and replicate of ``outcomes``)."""
+    design = model.design
+    estimate = np.array([fit.beta for fit in fits])
+    std_error = np.array([fit.std_errors for fit in fits])
+    statuses = [_status(fit) for fit in fits]
+    if inference == "satterthwaite":
+        theta = np.array([fit.theta for fit in fits])
+        sigma = np.array([fit.sigma for fit in fits])
+        df = satterthwaite_df(model, outcomes, theta, sigma)
+    else:
+        df = np.full(estimate.shape, np.inf)
+    p_value, lower, upper = t_inference(estimate, std_error, df, alpha)
+    if inference == "lrt":
+        full = None if model.reml else np.array([fit.criterion for fit in fits])
+        _, p_value, converged = likelihood_ratio_tests(design, Y, full)
+        for r in np.flatnonzero(~converged.all(axis=1)):
+            if statuses[r][0] != Status.not_converged:
+                statuses[r] = (Status.not_converged, "an ML fit of the likelihood-ratio test did not converge")
+    return [FitResult(design.fixed_names, estimate[r], std_error[r], df[r], lower[r], upper[r], p_value[r], *statuses[r])
+            for r in range(len(fits))]
+
+
+def t_inference(estimate: np.ndarray, std_error: np.ndarray, df: np.ndarray, alpha: float):
+    """p-values and 1 - alpha intervals against t(df) (the normal law where df is infinite), for
+    all replicates at once; the formulas of :func:`estimators.result.wald_inference`:
+
+        p = 2 P(T_df > |estimate / SE|),   CI = estimate -/+ q_{1 - alpha/2}(T_df) SE.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_value = 2.0 * stats.t.sf(np.abs(estimate / std_error), df)
+        half_width = stats.t.ppf(1.0 - alpha / 2.0, df) * std_error
+    return p_value, estimate - half_width, estimate + half_width
+
+
+def _status(fit: MixedFit) -> tuple[Status, str]:
+    if not fit.converged:
+        return Status.not_converged, "the optimiser did not converge"
+    if fit.singular:
+        return Status.singular, "boundary (singular) fit: a random-effects variance or correlation is on its bound"
+    return Status.ok, ""

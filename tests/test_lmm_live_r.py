@@ -1,0 +1,83 @@
+"""Live comparison with lme4 / lmerTest on freshly simulated, randomly unbalanced designs.
+
+Run with ``pytest -m r tests/test_lmm_live_r.py`` (needs Rscript with lme4 and lmerTest). The
+committed fixtures (test_lmm_vs_lme4.py) pin exact cases; this test draws new ones each seed.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from estimators.lmm import MixedModel
+from estimators.lmm.design import build_mixed_design
+from estimators.lmm.satterthwaite import satterthwaite_df
+
+pytestmark = pytest.mark.r
+
+FORMULAS = [
+    "y ~ condition + (1 + condition | subject) + (1 + condition | item)",
+    "y ~ condition + (1 + condition || subject) + (1 | item)",
+    "y ~ condition + x + (1 + x | subject)",
+    "y ~ x + (1 | subject/condition)",
+]
+
+R_SCRIPT = r"""
+suppressPackageStartupMessages(library(lmerTest))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1]); fo <- as.formula(args[2]); reml <- args[3] == "TRUE"
+ctl <- lmerControl(optimizer = "nloptwrap", optCtrl = list(xtol_rel = 1e-12, ftol_rel = 1e-14,
+                   ftol_abs = 1e-14, xtol_abs = 1e-12, maxeval = 100000))
+fit <- suppressMessages(suppressWarnings(lmer(fo, data = d, REML = reml, control = ctl)))
+sm <- suppressMessages(suppressWarnings(summary(fit)$coefficients))
+crit <- if (reml) REMLcrit(fit) else deviance(fit)
+cat(sprintf("%.17g", c(crit, as.numeric(isSingular(fit)), sm[, "Estimate"], sm[, "Std. Error"], sm[, "df"])), sep = "\n")
+"""
+
+
+def simulate(seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n_subjects, n_items = rng.integers(8, 25), rng.integers(6, 16)
+    subject, item = np.meshgrid(np.arange(n_subjects), np.arange(n_items), indexing="ij")
+    subject, item = subject.ravel(), item.ravel()
+    condition = np.where((subject + item) % 2 == 0, -0.5, 0.5)
+    x = rng.normal(size=subject.size)
+    sds = rng.uniform(0, 1, 4)
+    y = (0.3 * condition + 0.2 * x + sds[0] * rng.normal(size=n_subjects)[subject]
+         + sds[1] * rng.normal(size=n_subjects)[subject] * condition + sds[2] * rng.normal(size=n_items)[item]
+         + sds[3] * rng.normal(size=n_subjects)[subject] * x + rng.normal(size=subject.size))
+    keep = rng.uniform(size=subject.size) > rng.uniform(0, 0.3)
+    frame = pd.DataFrame({"y": y, "condition": condition, "x": x, "subject": subject + 1, "item": item + 1})[keep]
+    return frame.round(6)
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript not installed")
+@pytest.mark.parametrize("seed", range(6))
+def test_random_designs_match_lme4(seed, tmp_path: Path):
+    data = simulate(seed)
+    path = tmp_path / "data.csv"
+    data.to_csv(path, index=False)
+    script = tmp_path / "fit.R"
+    script.write_text(R_SCRIPT)
+    formula = FORMULAS[seed % len(FORMULAS)]
+    for reml in (True, False):
+        run = subprocess.run(["Rscript", str(script), str(path), formula, str(reml).upper()],
+                             capture_output=True, text=True, check=True)
+        values = np.array(run.stdout.split(), dtype=float)
+        design, y = build_mixed_design(formula, data)
+        p = design.p
+        criterion, singular, estimate, se, df = values[0], bool(values[1]), values[2:2 + p], values[2 + p:2 + 2 * p], values[2 + 2 * p:]
+        model = MixedModel.from_design(design, reml)
+        outcomes = model.outcomes(y[:, None])
+        fit = model.fit(outcomes)[0]
+        assert (fit.criterion - criterion) / abs(criterion) <= 1e-6
+        assert fit.singular == singular
+        if abs(fit.criterion - criterion) < 1e-6 * abs(criterion):
+            assert np.all(np.abs(fit.beta - estimate) <= 1e-4 * np.maximum(np.abs(estimate), se))
+            np.testing.assert_allclose(fit.std_errors, se, rtol=1e-4)
+            ours_df = satterthwaite_df(model, outcomes, fit.theta[None], np.array([fit.sigma]))[0]
+            np.testing.assert_allclose(ours_df, df, rtol=0.01)
