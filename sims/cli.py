@@ -99,6 +99,10 @@ def _run(cfg: DictConfig) -> None:
     log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)
     if cfg.get("print_table", True):
         print(format_table(summary))
+    if cfg.get("report", True):
+        from analysis.report import write_report  # matplotlib only when a report is asked for
+
+        log.info("wrote %s", write_report(output_dir))
 
 
 _hydra_main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_run)
