@@ -28,7 +28,7 @@ from sims.study import StudySchema, validate
 
 log = logging.getLogger("clustersim")
 
-CONFIG_GROUPS = ("dgp", "runner", "experiment")
+CONFIG_GROUPS = ("dgp", "runner", "experiment", "estimator_set")
 SUMMARY = "summary.csv"
 
 
