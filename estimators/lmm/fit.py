@@ -16,7 +16,7 @@ from estimators.lmm.cholesky import BlockedCholesky, factorize
 from estimators.lmm.criterion import information_criteria, profiled_criterion, profiled_gradient, sigma_hat
 from estimators.lmm.crossprod import DesignProducts, OutcomeProducts, design_products, outcome_products
 from estimators.lmm.design import MixedDesign
-from estimators.lmm.optimize import inverse_hessian_fd, minimize_batch
+from estimators.lmm.optimize import inverse_hessian_fd, minimize_batch, passes_lme4_gradient_check
 from estimators.lmm.start import moment_start
 from estimators.lmm.theta import ThetaLayout, covariance, pca_proportions, sds_and_correlations
 
@@ -186,6 +186,7 @@ class MixedModel:
         singular = self.layout.is_singular(theta)
         factors = self.layout.factors(theta)
         theta_names = self.theta_names
+        converged = (result.converged | passes_lme4_gradient_check(result.g, result.H)) & np.isfinite(criterion)
         fits = []
         for r in range(R):
             components = []
@@ -197,7 +198,7 @@ class MixedModel:
             pca = {group: pca_proportions(_block_diagonal(Ts)) for group, Ts in by_group.items()}
             fits.append(MixedFit(
                 self.design.fixed_names, beta[r], vcov[r], theta[r], float(sigma[r]), self.reml,
-                float(criterion[r]), P.n, bool(result.converged[r] and np.isfinite(criterion[r])),
+                float(criterion[r]), P.n, bool(converged[r]),
                 bool(singular[r]), int(result.iterations[r]), int(result.evaluations[r]),
                 tuple(components), theta_names, pca,
             ))

@@ -155,6 +155,20 @@ def minimize_batch(
     return BatchMinimum(x, f, g, H, converged, iterations, evaluations)
 
 
+# lme4's post-fit gradient check (``lmerControl(check.conv.grad = .makeCC("warning", tol = 2e-3))``).
+LME4_GRADIENT_TOLERANCE = 2e-3
+
+
+def passes_lme4_gradient_check(g: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """Per row, lme4's convergence verdict (``checkConv``): with the gradient g of the deviance
+    and the scaled gradient H g (H the inverse Hessian, so H g is the Newton step),
+    max_i min(|(H g)_i|, |g_i|) < 0.002. Where the criterion is flat in theta (a large variance
+    ratio) the optimiser may stop on its iteration limit with a tiny gradient; lme4 calls that
+    converged, and so do we."""
+    scaled = np.einsum("rij,rj->ri", H, g)
+    return np.max(np.minimum(np.abs(scaled), np.abs(g)), axis=-1) < LME4_GRADIENT_TOLERANCE
+
+
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise dot products, summed in a fixed order (so a row's result is the same in any batch)."""
     out = a[:, 0] * b[:, 0]
