@@ -405,8 +405,18 @@ def summarise(ds: xr.Dataset, alpha: float | None = None, *, alphas: Iterable[fl
             parts = [out[m][k].astype(float).broadcast_like(out[names[0]][0]).transpose(*order) for m in out]
             return xr.concat(parts, dim=measure_coord, coords="minimal", compat="override", join="override")
 
-        result = xr.Dataset({name: stacked(k) for k, name in enumerate(("value", "mcse", "n"))}).compute()
-    result["n"] = result["n"].astype(np.int64)
+        result = xr.Dataset({name: stacked(k) for k, name in enumerate(("value", "mcse", "n"))})
+        # A term an estimator never reports (the truth's marginal estimand, a predictor left out
+        # of its formula) has no measures, rather than a failure rate of 1; an estimator whose
+        # every fit failed keeps its rows, which say so.
+        finite = np.isfinite(ds["estimate"]).any("rep")
+        reported = finite | ~finite.any("term")
+        result = xr.merge([result, reported.rename("reported")]).compute()
+    keep = result["reported"]
+    result = result.drop_vars("reported")
+    result["value"] = result["value"].where(keep)
+    result["mcse"] = result["mcse"].where(keep)
+    result["n"] = result["n"].where(keep, 0).astype(np.int64)
     result.attrs.update(alpha=alpha, alphas=" ".join(alpha_label(a) for a in alphas), reference=reference)
     return result.transpose(*order, "measure")
 

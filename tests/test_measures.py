@@ -107,3 +107,14 @@ def test_tidy_summary_columns():
     frame = to_tidy(summarise(ds))
     assert list(frame.columns) == ["estimator", "term", "measure", "value", "mcse", "n"]
     assert len(frame) == 2 * len(MEASURES)
+
+
+def test_terms_an_estimator_never_reports_have_no_measures():
+    ds, _ = hand_made()
+    extra = ds.isel(term=[0, 0]).assign_coords(term=["X", "Z"])
+    extra["estimate"].loc[{"term": "Z"}] = np.nan
+    extra["truth"].loc[{"term": "Z"}] = 1.0
+    summary = summarise(extra)
+    z = summary.sel(term="Z")
+    assert np.isnan(z["value"]).all() and (z["n"] == 0).all()
+    assert summary["value"].sel(term="X", estimator="b", measure="failure_rate").item() == pytest.approx(3 / 12)
