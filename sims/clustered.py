@@ -40,6 +40,7 @@ sorted by subject, condition and trial. Truth: ``Intercept`` = b0, ``X`` = b1.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import ClassVar, Literal, get_args
 
 import numpy as np
@@ -108,13 +109,20 @@ class ClusteredDGP(DGP):
 
     def design(self, trials: np.ndarray | None = None) -> pd.DataFrame:
         """Subject and condition of each row, for trials[s, j] trials per cell (default: n_trials)."""
+        X, subject = self._design_columns(trials)
+        return pd.DataFrame({"X": X, "subject": subject})
+
+    def _design_columns(self, trials: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if trials is None:
-            trials = np.full((self.n_subjects, self.n_conditions), self.n_trials)
+            return self._balanced_columns
         counts = trials.ravel()
-        return pd.DataFrame({
-            "X": np.repeat(np.tile(np.arange(self.n_conditions), self.n_subjects), counts),
-            "subject": np.repeat(np.repeat(np.arange(1, self.n_subjects + 1), self.n_conditions), counts),
-        })
+        return (np.repeat(np.tile(np.arange(self.n_conditions), self.n_subjects), counts),
+                np.repeat(np.repeat(np.arange(1, self.n_subjects + 1), self.n_conditions), counts))
+
+    @functools.cached_property
+    def _balanced_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """The balanced design's X and subject columns, built once (every replicate shares them)."""
+        return self._design_columns(np.full((self.n_subjects, self.n_conditions), self.n_trials))
 
     def draw_random_effects(self, rng: np.random.Generator) -> np.ndarray:
         """(n_subjects, 2) draws of (u0, u1) from the law ``random_effects``."""
@@ -141,13 +149,10 @@ class ClusteredDGP(DGP):
 
     def generate(self, rng: np.random.Generator) -> pd.DataFrame:
         effects = self.draw_random_effects(rng)
-        frame = self.design(self.draw_trials(rng))
-        subject = frame["subject"].to_numpy() - 1
-        X = frame["X"].to_numpy()
-        noise = rng.normal(0.0, np.sqrt(self.var_residual), size=len(frame))
-        y = self.intercept + self.slope * X + effects[subject, 0] + effects[subject, 1] * X + noise
-        frame.insert(0, "y", y)
-        return frame
+        X, subject = self._design_columns(self.draw_trials(rng))
+        noise = rng.normal(0.0, np.sqrt(self.var_residual), size=len(X))
+        y = self.intercept + self.slope * X + effects[subject - 1, 0] + effects[subject - 1, 1] * X + noise
+        return pd.DataFrame({"y": y, "X": X.copy(), "subject": subject.copy()})
 
     def truth(self) -> dict[str, float]:
         return {"Intercept": self.intercept, "X": self.slope}
