@@ -102,3 +102,43 @@ def stack_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster: str | 
             raise InputError(f"column {design.outcome!r} has missing values (formula {formula!r})")
         Y[:, r] = column
     return design, Y
+
+
+def stack_numeric_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster: str | None = None) -> tuple[Design, np.ndarray] | None:
+    """:func:`stack_outcomes` for frames whose columns are all numeric, at a fraction of its cost.
+
+    Each frame is read once as one float array (``DataFrame.to_numpy``); every column but the
+    outcome must equal the first frame's (missing values in the same places count as equal, as
+    in ``DataFrame.equals``). Frames with other column types, or another column order, go
+    through :func:`stack_outcomes`.
+    """
+    first = frames[0]
+    if not all(dtype.kind in "biuf" for dtype in first.dtypes):
+        return stack_outcomes(formula, frames, cluster)
+    design, y0 = build_design(formula, first, cluster)
+    if design.outcome not in first.columns:  # a transformed outcome: no shortcut
+        return None
+    names = tuple(first.columns)
+    position = names.index(design.outcome)
+    reference = first.to_numpy(dtype=float)
+    Y = np.empty((len(y0), len(frames)))
+    Y[:, 0] = y0
+    for r, frame in enumerate(frames[1:], start=1):
+        if tuple(frame.columns) != names:
+            return stack_outcomes(formula, frames, cluster)
+        values = frame.to_numpy(dtype=float)
+        if values.shape != reference.shape:
+            return None
+        if not _same_except(values, reference, position):
+            return None
+        Y[:, r] = values[:, position]
+    if np.isnan(Y).any():
+        raise InputError(f"column {design.outcome!r} has missing values (formula {formula!r})")
+    return design, Y
+
+
+def _same_except(a: np.ndarray, b: np.ndarray, column: int) -> bool:
+    """Equal arrays but for one column, NaN equal to NaN (``DataFrame.equals``)."""
+    equal = a == b
+    equal[:, column] = True
+    return bool(equal.all()) or bool((equal | (np.isnan(a) & np.isnan(b))).all())

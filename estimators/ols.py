@@ -13,8 +13,8 @@ import pandas as pd
 
 from estimators import sandwich
 from estimators.base import Estimator
-from estimators.design import Design, build_design, stack_outcomes
-from estimators.result import FitResult, wald_inference
+from estimators.design import Design, build_design, stack_numeric_outcomes
+from estimators.result import FitResult, wald_inference_batch
 
 VcovType = Literal["iid", "HC0", "HC1", "HC2", "HC3", "CR0", "CR1", "CR2", "CR3"]
 VCOV_TYPES = get_args(VcovType)
@@ -53,7 +53,7 @@ class OLS(Estimator):
 
     def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
         """All replicates of a shared design in a few matrix products; falls back to one by one."""
-        stacked = stack_outcomes(self.formula, frames, self._cluster_column)
+        stacked = stack_numeric_outcomes(self.formula, frames, self._cluster_column)
         if stacked is None:
             return super().fit_batch(frames, rngs)
         return self._fit_design(*stacked)
@@ -70,10 +70,7 @@ class OLS(Estimator):
         E = Y - sandwich.columnwise(X, beta)
         V, df = self._vcov_and_df(design, M, E)
         std_errors = np.sqrt(np.diagonal(V, axis1=1, axis2=2))  # (R, p)
-        return [
-            wald_inference(design.terms, beta[:, r], std_errors[r], df, self.alpha)
-            for r in range(Y.shape[1])
-        ]
+        return wald_inference_batch(design.terms, beta.T, std_errors, df, self.alpha)
 
     def _vcov_and_df(self, design: Design, M: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
         X = design.X

@@ -1,0 +1,50 @@
+"""Every estimator config in conf/estimator/ passes the conformance suite (estimators/checks.py),
+each check with its own test id. Each estimator runs on the first DGP whose columns it can fit:
+the clustered design (y, X, subject) or the crossed one (y, condition, subject, item, list)."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import estimators
+import sims
+from estimators.checks import CHECKS, SEED, EstimatorCase
+from estimators.design import InputError
+
+# Small designs keep the suite quick; the large ones make the consistency check sharp.
+DGPS = {
+    "clustered": ({"n_subjects": 12, "n_trials": 5}, {"n_subjects": 150}, ("subject",)),
+    "crossed": ({"n_subjects": 12, "n_items": 8}, {"n_subjects": 60, "n_items": 30}, ("subject", "item")),
+}
+# |estimate - truth| allowed on the large crossed draw for terms without a standard error
+# (F1xF2, min F'): about 4.5 by-subject standard errors there (the SE of F1 is about 0.08).
+TOLERANCE = 0.35
+N_REPLICATES = 3
+
+
+def _draw(dgp, seed: int):
+    return dgp.generate(np.random.default_rng(seed))
+
+
+@functools.cache
+def case_for(preset: str) -> EstimatorCase:
+    estimator = estimators.build(preset)
+    for name, (small, large, groups) in DGPS.items():
+        dgp = sims.build(name, **small)
+        data = _draw(dgp, SEED)
+        try:
+            estimator.fit(data, np.random.default_rng(SEED))
+        except InputError:
+            continue
+        replicates = tuple(_draw(dgp, SEED + r) for r in range(1, N_REPLICATES + 1)) if dgp.fixed_design else ()
+        large_dgp = sims.build(name, **{**small, **large})
+        return EstimatorCase(estimator, data, groups, replicates, _draw(large_dgp, SEED), large_dgp.truth(), TOLERANCE)
+    raise AssertionError(f"estimator preset {preset!r} fits none of the DGPs {list(DGPS)}")
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+@pytest.mark.parametrize("preset", sims.available("estimator"))
+def test_estimator_preset_conforms(preset, check):
+    check(case_for(preset))
