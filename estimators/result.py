@@ -6,6 +6,7 @@ degrees of freedom of its reference distribution (``inf`` for a normal reference
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -80,19 +81,9 @@ def wald_inference(
 
     t = estimate / std_error;  p = 2 * P(T_df > |t|);  CI = estimate -/+ q_{1-alpha/2}(T_df) * std_error.
     """
-    estimate = np.asarray(estimate, dtype=float)
-    std_error = np.asarray(std_error, dtype=float)
-    df = np.broadcast_to(np.asarray(df, dtype=float), estimate.shape).copy()
-    statistic = estimate / std_error
-    # scipy's t with df=inf is the normal law, so one expression serves both references.
-    p_value = 2.0 * stats.t.sf(np.abs(statistic), df)
-    quantile = stats.t.ppf(1.0 - alpha / 2.0, df)
-    half_width = quantile * std_error
-    return FitResult(
-        tuple(terms), estimate, std_error, df,
-        estimate - half_width, estimate + half_width, p_value,
-        Status(status), message, dict(extras or {}),
-    )
+    result = wald_inference_batch(terms, np.asarray(estimate, dtype=float)[None, :],
+                                  np.asarray(std_error, dtype=float)[None, :], df, alpha, status, message)[0]
+    return dataclasses.replace(result, extras=dict(extras or {}))
 
 
 def wald_inference_batch(
@@ -106,11 +97,12 @@ def wald_inference_batch(
 ) -> list[FitResult]:
     """:func:`wald_inference` for R replicates at once: ``estimate`` and ``std_error`` are (R, p),
     ``df`` broadcasts to them. One scipy call per quantity instead of one per replicate; the
-    numbers are the same as replicate by replicate.
+    numbers are the same as replicate by replicate. scipy's t with df = inf is the normal law,
+    so one expression serves both references.
     """
     estimate = np.asarray(estimate, dtype=float)
     std_error = np.asarray(std_error, dtype=float)
-    df = np.broadcast_to(np.asarray(df, dtype=float), estimate.shape)
+    df = np.array(np.broadcast_to(np.asarray(df, dtype=float), estimate.shape))
     p_value = 2.0 * stats.t.sf(np.abs(estimate / std_error), df)
     half_width = stats.t.ppf(1.0 - alpha / 2.0, df) * std_error
     lower, upper = estimate - half_width, estimate + half_width
