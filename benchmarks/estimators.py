@@ -8,8 +8,9 @@ Data: the lecture's design (sims.build("clustered"): 24 subjects x 2 conditions 
 480 rows); the F1/F2 presets use the crossed design (sims.build("crossed"), 288 rows). Each
 estimator fits the same replicates
 
-- ``batch``: ``fit_batch`` on chunks of ``--chunks`` replicates, as the runner calls it (the
-  design is built once per chunk; 25 is the runner's default chunk size);
+- ``batch``: ``fit_batch`` on chunks of ``--chunks`` replicates, as the runner calls it (25 is
+  the runner's default chunk size; the OLS family and the LMM engine take the design from the
+  per-process cache of estimators/design_cache.py after the first chunk, as in a study);
 - ``fit``: one replicate at a time (``--fit-reps`` of them).
 
 Estimators slower than SLOW_RATE fits per second one at a time (statsmodels MixedLM) are timed

@@ -5,12 +5,14 @@ Errors are one line and name the offending column, so a bad config fails before 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
 import patsy
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,17 @@ class Design:
     terms: tuple[str, ...]
     clusters: np.ndarray | None  # integer codes 0..G-1, or None
     n_clusters: int
+    _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def derived(self, name: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, kept with the design: quantities of the design alone (the bread, the
+        CR2/CR3 adjustments, ...) are computed once per design object, and once per process for
+        a design held by :mod:`estimators.design_cache`. A computation that raises is not kept."""
+        try:
+            return self._derived[name]
+        except KeyError:
+            value = self._derived[name] = compute()
+            return value
 
     def same_as(self, other: "Design") -> bool:
         """True when two designs differ at most in the outcome values."""
@@ -73,6 +86,9 @@ def cluster_codes(data: pd.DataFrame, column: str, min_clusters: int = 2) -> tup
     return codes.astype(np.intp), len(uniques)
 
 
+Builder = Callable[[str, pd.DataFrame, "str | None"], "tuple[Design, np.ndarray]"]
+
+
 def build_design(formula: str, data: pd.DataFrame, cluster: str | None = None) -> tuple[Design, np.ndarray]:
     """The design of ``formula`` on ``data`` and the outcome vector."""
     y, X, terms, outcome = outcome_and_matrix(formula, data)
@@ -80,13 +96,16 @@ def build_design(formula: str, data: pd.DataFrame, cluster: str | None = None) -
     return Design(outcome, X, terms, clusters, n_clusters), y
 
 
-def stack_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster: str | None = None) -> tuple[Design, np.ndarray] | None:
+def stack_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster: str | None = None,
+                   build: Builder = build_design) -> tuple[Design, np.ndarray] | None:
     """One design and an (n, R) outcome matrix when every frame shares the design, else None.
 
-    Only the first frame is passed through patsy; the others must have the same values in every
-    column the design reads, which is checked column by column (cheap next to a refit).
+    Only the first frame is passed through patsy (by ``build``: :func:`build_design`, or
+    :func:`estimators.design_cache.design_and_outcome` to reuse a design seen before); the
+    others must have the same values in every column the design reads, which is checked column
+    by column (cheap next to a refit).
     """
-    design, y0 = build_design(formula, frames[0], cluster)
+    design, y0 = build(formula, frames[0], cluster)
     if design.outcome not in frames[0].columns:  # a transformed outcome: no shortcut
         return None
     columns = [c for c in frames[0].columns if c != design.outcome]
@@ -104,7 +123,8 @@ def stack_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster: str | 
     return design, Y
 
 
-def stack_numeric_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster: str | None = None) -> tuple[Design, np.ndarray] | None:
+def stack_numeric_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster: str | None = None,
+                           build: Builder = build_design) -> tuple[Design, np.ndarray] | None:
     """:func:`stack_outcomes` for frames whose columns are all numeric, at a fraction of its cost.
 
     Each frame is read once as one float array (``DataFrame.to_numpy``); every column but the
@@ -114,8 +134,8 @@ def stack_numeric_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster
     """
     first = frames[0]
     if not all(dtype.kind in "biuf" for dtype in first.dtypes):
-        return stack_outcomes(formula, frames, cluster)
-    design, y0 = build_design(formula, first, cluster)
+        return stack_outcomes(formula, frames, cluster, build)
+    design, y0 = build(formula, first, cluster)
     if design.outcome not in first.columns:  # a transformed outcome: no shortcut
         return None
     names = tuple(first.columns)
@@ -125,7 +145,7 @@ def stack_numeric_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster
     Y[:, 0] = y0
     for r, frame in enumerate(frames[1:], start=1):
         if tuple(frame.columns) != names:
-            return stack_outcomes(formula, frames, cluster)
+            return stack_outcomes(formula, frames, cluster, build)
         values = frame.to_numpy(dtype=float)
         if values.shape != reference.shape:
             return None

@@ -30,7 +30,8 @@ import pandas as pd
 
 from estimators import sandwich
 from estimators.base import Estimator
-from estimators.design import Design, build_design, stack_numeric_outcomes
+from estimators.design import Design, stack_numeric_outcomes
+from estimators.design_cache import design_and_outcome
 from estimators.result import FitResult, Status, wald_inference_batch
 
 SmallSample = Literal["lsdv", "nested"]
@@ -41,11 +42,14 @@ SMALL_SAMPLE = get_args(SmallSample)
 WITHIN_TOLERANCE = 1e-10
 
 
-def within(values: np.ndarray, clusters: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Each row minus its cluster's mean (the within transformation), column by column."""
+def within(values: np.ndarray, clusters: np.ndarray, n_clusters: int, indicator=None) -> np.ndarray:
+    """Each row minus its cluster's mean (the within transformation), column by column.
+    ``indicator``: :func:`sandwich.cluster_indicator` of the clusters, built when not given."""
+    if indicator is None:
+        indicator = sandwich.cluster_indicator(clusters, n_clusters)
     counts = np.bincount(clusters, minlength=n_clusters).astype(float)
     flat = values.reshape(len(values), -1)
-    means = np.asarray(sandwich.cluster_indicator(clusters, n_clusters) @ flat) / counts[:, None]
+    means = np.asarray(indicator @ flat) / counts[:, None]
     return (flat - means[clusters]).reshape(values.shape)
 
 
@@ -53,6 +57,14 @@ def between_cluster_columns(X: np.ndarray, X_within: np.ndarray) -> np.ndarray:
     """Mask of columns the within transformation annihilates (constant within every cluster)."""
     spread = np.linalg.norm(X - X.mean(axis=0), axis=0)
     return np.linalg.norm(X_within, axis=0) <= WITHIN_TOLERANCE * np.maximum(spread, 1.0)
+
+
+def within_design(design: Design) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Slope names, the demeaned slope columns and the mask of between-cluster columns."""
+    slopes = [j for j, term in enumerate(design.terms) if term != "Intercept"]
+    X = design.X[:, slopes]
+    X_within = within(X, design.clusters, design.n_clusters)
+    return tuple(design.terms[j] for j in slopes), X_within, between_cluster_columns(X, X_within)
 
 
 def cr1_fixed_effects_factor(n: int, k: int, n_clusters: int, convention: SmallSample) -> float:
@@ -84,12 +96,15 @@ class FixedEffects(Estimator):
             raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
 
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
-        design, y = build_design(self.formula, data, self.cluster)
+        design, y = design_and_outcome(self.formula, data, self.cluster)
         return self._fit_design(design, y[:, None])[0]
 
     def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
-        """All replicates of a shared design in a few matrix products; falls back to one by one."""
-        stacked = stack_numeric_outcomes(self.formula, frames, self.cluster)
+        """All replicates of a shared design in a few matrix products; falls back to one by one.
+
+        The demeaned design and its bread are kept per process for the next chunk of the same
+        design (:mod:`estimators.design_cache`)."""
+        stacked = stack_numeric_outcomes(self.formula, frames, self.cluster, design_and_outcome)
         if stacked is None:
             return super().fit_batch(frames, rngs)
         return self._fit_design(*stacked)
@@ -99,24 +114,21 @@ class FixedEffects(Estimator):
             # As in OLS: a lone column takes other summation loops than a matrix's columns;
             # fitting it twice keeps a replicate's bits independent of the chunk size.
             return self._fit_design(design, np.repeat(Y, 2, axis=1))[:1]
-        slopes = [j for j, term in enumerate(design.terms) if term != "Intercept"]
-        terms = tuple(design.terms[j] for j in slopes)
-        X = design.X[:, slopes]
+        terms, X_within, dropped = design.derived("fixed_effects_within", lambda: within_design(design))
         clusters, G = design.clusters, design.n_clusters
-        X_within = within(X, clusters, G)
-        dropped = between_cluster_columns(X, X_within)
         kept = ~dropped
         R = Y.shape[1]
         estimate = np.full((R, len(terms)), np.nan)
         std_error = np.full((R, len(terms)), np.nan)
         if kept.any():
-            Xk = X_within[:, kept]
+            Xk = design.derived("fixed_effects_kept", lambda: X_within[:, kept])
             n, k = Xk.shape
-            M = sandwich.bread(Xk)
-            Y_within = within(Y, clusters, G)
+            M = design.derived("fixed_effects_bread", lambda: sandwich.bread(Xk))
+            indicator = design.derived("cluster_indicator", lambda: sandwich.cluster_indicator(clusters, G))
+            Y_within = within(Y, clusters, G, indicator)
             beta = sandwich.columnwise(M, sandwich.columnwise(Xk.T, Y_within))
             E = Y_within - sandwich.columnwise(Xk, beta)
-            V = sandwich.vcov_cr(Xk, M, E, clusters, G, "CR0")
+            V = sandwich.vcov_cr(Xk, M, E, clusters, G, "CR0", indicator=indicator)
             V *= cr1_fixed_effects_factor(n, k, G, self.small_sample)
             estimate[:, kept] = beta.T
             std_error[:, kept] = np.sqrt(np.diagonal(V, axis1=1, axis2=2))

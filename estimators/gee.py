@@ -32,7 +32,8 @@ import pandas as pd
 
 from estimators import sandwich
 from estimators.base import Estimator
-from estimators.design import Design, build_design, stack_numeric_outcomes
+from estimators.design import Design, stack_numeric_outcomes
+from estimators.design_cache import design_and_outcome
 from estimators.result import FitResult, Status, wald_inference_batch
 
 Correlation = Literal["independence", "exchangeable"]
@@ -123,12 +124,15 @@ class GEE(Estimator):
             raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
 
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
-        design, y = build_design(self.formula, data, self.cluster)
+        design, y = design_and_outcome(self.formula, data, self.cluster)
         return self._fit_design(design, y[:, None])[0]
 
     def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
-        """All replicates of a shared design iterated together; falls back to one by one."""
-        stacked = stack_numeric_outcomes(self.formula, frames, self.cluster)
+        """All replicates of a shared design iterated together; falls back to one by one.
+
+        The design and its per-cluster sums are kept per process for the next chunk of the same
+        design (:mod:`estimators.design_cache`)."""
+        stacked = stack_numeric_outcomes(self.formula, frames, self.cluster, design_and_outcome)
         if stacked is None:
             return super().fit_batch(frames, rngs)
         return self._fit_design(*stacked)
@@ -141,9 +145,10 @@ class GEE(Estimator):
         X, clusters, G = design.X, design.clusters, design.n_clusters
         n, p = X.shape
         R = Y.shape[1]
-        sandwich.bread(X)  # refuses a rank-deficient design with a clear message
-        sums = _ClusterSums.of(design)
-        indicator = sandwich.cluster_indicator(clusters, G)
+        # the bread refuses a rank-deficient design with a clear message
+        design.derived("bread", lambda: sandwich.bread(X))
+        sums = design.derived("gee_cluster_sums", lambda: _ClusterSums.of(design))
+        indicator = design.derived("cluster_indicator", lambda: sandwich.cluster_indicator(clusters, G))
         XtY = np.asarray(indicator @ (X[:, :, None] * Y[:, None, :]).reshape(n, p * R)).reshape(G, p, R)
         sumY = np.asarray(indicator @ Y)
 
@@ -194,7 +199,7 @@ class GEE(Estimator):
         if self.variance == "mancl_derouen":
             E = mancl_derouen_residuals(design, A_inv, E, c)
         X, clusters, G = design.X, design.clusters, design.n_clusters
-        indicator = sandwich.cluster_indicator(clusters, G)
+        indicator = design.derived("cluster_indicator", lambda: sandwich.cluster_indicator(clusters, G))
         U = sandwich.cluster_scores(X, E, indicator)  # X_g'e_g   (R, G, p)
         U -= (c * np.asarray(indicator @ E).T)[:, :, None] * sums.Xt1[None]  # - c_g X_g'1 1'e_g
         return A_inv @ np.einsum("rgp,rgq->rpq", U, U) @ A_inv

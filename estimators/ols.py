@@ -13,7 +13,8 @@ import pandas as pd
 
 from estimators import sandwich
 from estimators.base import Estimator
-from estimators.design import Design, build_design, stack_numeric_outcomes
+from estimators.design import Design, stack_numeric_outcomes
+from estimators.design_cache import design_and_outcome
 from estimators.result import FitResult, wald_inference_batch
 
 VcovType = Literal["iid", "HC0", "HC1", "HC2", "HC3", "CR0", "CR1", "CR2", "CR3"]
@@ -48,12 +49,15 @@ class OLS(Estimator):
         return self.cluster if self.vcov.startswith("CR") else None
 
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
-        design, y = build_design(self.formula, data, self._cluster_column)
+        design, y = design_and_outcome(self.formula, data, self._cluster_column)
         return self._fit_design(design, y[:, None])[0]
 
     def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
-        """All replicates of a shared design in a few matrix products; falls back to one by one."""
-        stacked = stack_numeric_outcomes(self.formula, frames, self._cluster_column)
+        """All replicates of a shared design in a few matrix products; falls back to one by one.
+
+        The design and what depends on it alone (the bread, the CR2/CR3 adjustments, the CR2
+        df) are kept per process for the next chunk of the same design (:mod:`estimators.design_cache`)."""
+        stacked = stack_numeric_outcomes(self.formula, frames, self._cluster_column, design_and_outcome)
         if stacked is None:
             return super().fit_batch(frames, rngs)
         return self._fit_design(*stacked)
@@ -65,7 +69,7 @@ class OLS(Estimator):
             return self._fit_design(design, np.repeat(Y, 2, axis=1))[:1]
         X = design.X
         n, p = X.shape
-        M = sandwich.bread(X)
+        M = design.derived("bread", lambda: sandwich.bread(X))
         beta = sandwich.columnwise(M, sandwich.columnwise(X.T, Y))  # (p, R)
         E = Y - sandwich.columnwise(X, beta)
         V, df = self._vcov_and_df(design, M, E)
@@ -79,9 +83,12 @@ class OLS(Estimator):
             return sandwich.vcov_iid(M, E, n - p), float(n - p)
         if self.vcov.startswith("HC"):
             return sandwich.vcov_hc(X, M, E, self.vcov), float(n - p)
-        G = design.n_clusters
-        adjustments = sandwich.cluster_adjustments(X, M, design.clusters, G, self.vcov)
-        V = sandwich.vcov_cr(X, M, E, design.clusters, G, self.vcov, adjustments)
-        if self.vcov == "CR2":
-            return V, sandwich.cr2_satterthwaite_df(X, M, design.clusters, G, adjustments)
+        clusters, G, kind = design.clusters, design.n_clusters, self.vcov
+        adjustments = design.derived(("cluster_adjustments", kind),
+                                     lambda: sandwich.cluster_adjustments(X, M, clusters, G, kind))
+        indicator = design.derived("cluster_indicator", lambda: sandwich.cluster_indicator(clusters, G))
+        V = sandwich.vcov_cr(X, M, E, clusters, G, kind, adjustments, indicator)
+        if kind == "CR2":
+            return V, design.derived("cr2_satterthwaite_df",
+                                     lambda: sandwich.cr2_satterthwaite_df(X, M, clusters, G, adjustments))
         return V, float(G - 1)

@@ -112,14 +112,20 @@ def cluster_scores(X: np.ndarray, E: np.ndarray, indicator: sp.csr_matrix) -> np
 
 
 def vcov_cr(X: np.ndarray, M: np.ndarray, E: np.ndarray, clusters: np.ndarray, n_clusters: int,
-            kind: CRType, adjustments: list[np.ndarray] | None = None) -> np.ndarray:
-    """Cluster-robust covariance (R, p, p) of the given kind; see the module docstring."""
+            kind: CRType, adjustments: list[np.ndarray] | None = None,
+            indicator: sp.csr_matrix | None = None) -> np.ndarray:
+    """Cluster-robust covariance (R, p, p) of the given kind; see the module docstring.
+
+    ``adjustments`` (:func:`cluster_adjustments`) and ``indicator`` (:func:`cluster_indicator`)
+    depend on the design only and are computed here when not given."""
     n, p = X.shape
     if kind in ("CR2", "CR3"):
         if adjustments is None:
             adjustments = cluster_adjustments(X, M, clusters, n_clusters, kind)
         E = adjust_residuals(E, clusters, adjustments)
-    U = cluster_scores(X, E, cluster_indicator(clusters, n_clusters))
+    if indicator is None:
+        indicator = cluster_indicator(clusters, n_clusters)
+    U = cluster_scores(X, E, indicator)
     V = sandwich(M, np.einsum("rgp,rgq->rpq", U, U))
     if kind == "CR1":
         V = V * (n_clusters / (n_clusters - 1) * (n - 1) / (n - p))
