@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from estimators.design import stack_numeric_outcomes
+from estimators.design_cache import design_and_outcome
 from estimators.result import FitResult
 
 
@@ -63,3 +65,41 @@ class Estimator:
         return type(self) is type(other) and self.get_params() == other.get_params()
 
     __hash__ = None
+
+
+class SharedDesignEstimator(Estimator):
+    """An estimator whose fit of R replicates sharing a design is a few matrix operations on
+    their (n, R) outcome matrix. Subclasses implement :meth:`_fit_columns`; ``fit`` is the
+    one-column case of it, so the per-replicate and the batched path are the same code.
+
+    The design comes from the per-process design cache (:mod:`estimators.design_cache`), keyed
+    on the columns it reads, so what depends on the design alone is computed once.
+    """
+
+    @property
+    def design_cluster(self) -> str | None:
+        """The cluster column the design needs (None: none)."""
+        return getattr(self, "cluster", None)
+
+    def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
+        design, y = design_and_outcome(self.formula, data, self.design_cluster)
+        return self._fit_design(design, y[:, None])[0]
+
+    def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
+        """All replicates of a shared design at once; falls back to one by one when the frames
+        differ in more than the outcome."""
+        stacked = stack_numeric_outcomes(self.formula, frames, self.design_cluster, design_and_outcome)
+        if stacked is None:
+            return super().fit_batch(frames, rngs)
+        return self._fit_design(*stacked)
+
+    def _fit_design(self, design, Y: np.ndarray) -> list[FitResult]:
+        if Y.shape[1] == 1:
+            # numpy's einsum sums a lone column with other (SIMD) loops than the columns of a
+            # matrix; fitting it twice keeps a replicate's bits independent of the chunk size.
+            return self._fit_columns(design, np.repeat(Y, 2, axis=1))[:1]
+        return self._fit_columns(design, Y)
+
+    def _fit_columns(self, design, Y: np.ndarray) -> list[FitResult]:
+        """Fit each column of Y (n, R >= 2) on ``design``."""
+        raise NotImplementedError

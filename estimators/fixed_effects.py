@@ -23,15 +23,13 @@ NaN and the fit's status is ``not_estimable``, while the other slopes are still 
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence, get_args
+from typing import Literal, get_args
 
 import numpy as np
-import pandas as pd
 
 from estimators import sandwich
-from estimators.base import Estimator
-from estimators.design import Design, stack_numeric_outcomes
-from estimators.design_cache import design_and_outcome
+from estimators.base import SharedDesignEstimator
+from estimators.design import Design
 from estimators.result import FitResult, Status, wald_inference_batch
 
 SmallSample = Literal["lsdv", "nested"]
@@ -73,7 +71,7 @@ def cr1_fixed_effects_factor(n: int, k: int, n_clusters: int, convention: SmallS
     return n_clusters / (n_clusters - 1) * (n - 1) / (n - parameters)
 
 
-class FixedEffects(Estimator):
+class FixedEffects(SharedDesignEstimator):
     """Cluster fixed-effects regression of ``formula`` by the within transformation, CR1 SEs.
 
     Parameters
@@ -95,25 +93,7 @@ class FixedEffects(Estimator):
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
 
-    def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
-        design, y = design_and_outcome(self.formula, data, self.cluster)
-        return self._fit_design(design, y[:, None])[0]
-
-    def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
-        """All replicates of a shared design in a few matrix products; falls back to one by one.
-
-        The demeaned design and its bread are kept per process for the next chunk of the same
-        design (:mod:`estimators.design_cache`)."""
-        stacked = stack_numeric_outcomes(self.formula, frames, self.cluster, design_and_outcome)
-        if stacked is None:
-            return super().fit_batch(frames, rngs)
-        return self._fit_design(*stacked)
-
-    def _fit_design(self, design: Design, Y: np.ndarray) -> list[FitResult]:
-        if Y.shape[1] == 1:
-            # As in OLS: a lone column takes other summation loops than a matrix's columns;
-            # fitting it twice keeps a replicate's bits independent of the chunk size.
-            return self._fit_design(design, np.repeat(Y, 2, axis=1))[:1]
+    def _fit_columns(self, design: Design, Y: np.ndarray) -> list[FitResult]:
         terms, X_within, dropped = design.derived("fixed_effects_within", lambda: within_design(design))
         clusters, G = design.clusters, design.n_clusters
         kept = ~dropped

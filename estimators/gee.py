@@ -25,15 +25,13 @@ Tests are Wald z (df = inf), as geepack reports them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Sequence, get_args
+from typing import Literal, get_args
 
 import numpy as np
-import pandas as pd
 
 from estimators import sandwich
-from estimators.base import Estimator
-from estimators.design import Design, stack_numeric_outcomes
-from estimators.design_cache import design_and_outcome
+from estimators.base import SharedDesignEstimator
+from estimators.design import Design
 from estimators.result import FitResult, Status, wald_inference_batch
 
 Correlation = Literal["independence", "exchangeable"]
@@ -90,7 +88,7 @@ def exchangeable_estimate(sumE: np.ndarray, sumE2: np.ndarray, phi: np.ndarray, 
     return ((sumE**2 - sumE2) / 2.0).sum(axis=0) / (phi * n_pairs)
 
 
-class GEE(Estimator):
+class GEE(SharedDesignEstimator):
     """Gaussian identity-link GEE of ``formula`` with clusters ``cluster`` (see module docstring).
 
     Parameters
@@ -123,25 +121,7 @@ class GEE(Estimator):
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
 
-    def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
-        design, y = design_and_outcome(self.formula, data, self.cluster)
-        return self._fit_design(design, y[:, None])[0]
-
-    def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
-        """All replicates of a shared design iterated together; falls back to one by one.
-
-        The design and its per-cluster sums are kept per process for the next chunk of the same
-        design (:mod:`estimators.design_cache`)."""
-        stacked = stack_numeric_outcomes(self.formula, frames, self.cluster, design_and_outcome)
-        if stacked is None:
-            return super().fit_batch(frames, rngs)
-        return self._fit_design(*stacked)
-
-    def _fit_design(self, design: Design, Y: np.ndarray) -> list[FitResult]:
-        if Y.shape[1] == 1:
-            # As in OLS: a lone column takes other summation loops than a matrix's columns;
-            # fitting it twice keeps a replicate's bits independent of the chunk size.
-            return self._fit_design(design, np.repeat(Y, 2, axis=1))[:1]
+    def _fit_columns(self, design: Design, Y: np.ndarray) -> list[FitResult]:
         X, clusters, G = design.X, design.clusters, design.n_clusters
         n, p = X.shape
         R = Y.shape[1]

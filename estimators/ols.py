@@ -6,22 +6,20 @@ degrees of freedom per coefficient (``clubSandwich::coef_test(test = "Satterthwa
 """
 from __future__ import annotations
 
-from typing import Sequence, get_args, Literal
+from typing import Literal, get_args
 
 import numpy as np
-import pandas as pd
 
 from estimators import sandwich
-from estimators.base import Estimator
-from estimators.design import Design, stack_numeric_outcomes
-from estimators.design_cache import design_and_outcome
+from estimators.base import SharedDesignEstimator
+from estimators.design import Design
 from estimators.result import FitResult, wald_inference_batch
 
 VcovType = Literal["iid", "HC0", "HC1", "HC2", "HC3", "CR0", "CR1", "CR2", "CR3"]
 VCOV_TYPES = get_args(VcovType)
 
 
-class OLS(Estimator):
+class OLS(SharedDesignEstimator):
     """OLS ``formula`` with the variance ``vcov``; ``cluster`` names the cluster column (CR only).
 
     Parameters
@@ -45,28 +43,10 @@ class OLS(Estimator):
             raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
 
     @property
-    def _cluster_column(self) -> str | None:
+    def design_cluster(self) -> str | None:
         return self.cluster if self.vcov.startswith("CR") else None
 
-    def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
-        design, y = design_and_outcome(self.formula, data, self._cluster_column)
-        return self._fit_design(design, y[:, None])[0]
-
-    def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
-        """All replicates of a shared design in a few matrix products; falls back to one by one.
-
-        The design and what depends on it alone (the bread, the CR2/CR3 adjustments, the CR2
-        df) are kept per process for the next chunk of the same design (:mod:`estimators.design_cache`)."""
-        stacked = stack_numeric_outcomes(self.formula, frames, self._cluster_column, design_and_outcome)
-        if stacked is None:
-            return super().fit_batch(frames, rngs)
-        return self._fit_design(*stacked)
-
-    def _fit_design(self, design: Design, Y: np.ndarray) -> list[FitResult]:
-        if Y.shape[1] == 1:
-            # numpy's einsum sums a lone column with a different (SIMD) loop than the columns
-            # of a matrix; fitting it twice keeps a replicate's bits independent of chunking.
-            return self._fit_design(design, np.repeat(Y, 2, axis=1))[:1]
+    def _fit_columns(self, design: Design, Y: np.ndarray) -> list[FitResult]:
         X = design.X
         n, p = X.shape
         M = design.derived("bread", lambda: sandwich.bread(X))
