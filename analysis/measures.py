@@ -138,7 +138,7 @@ class Replicates:
 
 
 INPUTS = ("estimate", "std_error", "ci_lower", "ci_upper", "p_value", "status", "truth")
-CHUNK_BYTES = 16 * 2**20
+CHUNK_BYTES = 2 * 2**20  # per input variable; the reductions hold a few dozen such blocks at once
 
 
 def for_reduction(ds: xr.Dataset) -> xr.Dataset:

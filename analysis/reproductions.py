@@ -6,18 +6,20 @@ grid factors (:data:`REPRODUCTIONS`):
 
 - ``clark1973`` (Clark 1973, the language-as-fixed-effect fallacy): Type I error against the
   item intercept SD, one panel per number of items.
-- ``barr2013`` (Barr, Levy, Scheepers & Tily 2013, Table 3 and the supplementary tables):
-  rejection rates at alpha .01, .05 and .10 per design and number of items, with the published
-  values beside ours.
-- ``matuschek2017`` (Matuschek, Kliegl, Vasishth, Baayen & Bates 2017, Figs. 1-2): Type I error
-  and power against the random-slope SD s.
+- ``barr2013`` (Barr, Levy, Scheepers & Tily 2013): rejection rates at alpha .01, .05 and .10
+  per design and number of items, with the values of their supplementary tables beside ours.
+- ``matuschek2017`` (Matuschek, Kliegl, Vasishth, Baayen & Bates 2017): Type I error and power
+  against the random-slope SD s.
 - ``bates2015`` (Bates, Kliegl, Vasishth & Baayen 2015): the parsimonious model against the
   maximal one on the same data, with the structures chosen.
 
-For each, :func:`reproduce` writes into an output directory
+For each, :func:`reproduce` writes into an output directory (file names start with the study's
+name, :func:`file_stem`: e.g. ``barr2013``, ``barr2013_power``, ``matuschek2017_30x10``):
 
 - ``<name>_rejection.png``: the rejection rate at the study's alpha against the swept factor,
   one line per model with a +/- 1.96 Monte Carlo SE band (:func:`analysis.plots.plot_measure_vs_factor`);
+- ``<name>_rates.csv``: every rejection rate of ``condition`` at alpha .01, .05 and .10 with its
+  MCSE and n, per grid cell and estimator;
 - ``<name>_table.md`` / ``.csv``: the paper-style table, each cell ``rate (MCSE)``;
 - ``<name>_published.md`` / ``.csv`` where published values exist: ours, our MCSE, the
   published value and whether |ours - published| <= 3 MCSE + 0.01 (:data:`TOLERANCE_MCSE`,
@@ -39,6 +41,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
+import yaml
 
 from analysis.measures import DEFAULT_ALPHAS, rejection_name, summarise, to_tidy
 from analysis.plots import plot_measure_vs_factor, save_figure
@@ -55,7 +58,10 @@ class Reproduction:
 
     ``identifying``: estimators whose presence identifies the study; ``factor``: the grid factor
     on the x axis; ``columns``: grid factors that become table columns (the others, rows);
-    ``labels``: the paper's names of our estimators, in the order of the tables.
+    ``labels``: the paper's names of our estimators, in the order of the tables and figures;
+    ``table_alphas``: the alphas the paper-style table shows (all three are in ``_rates.csv``);
+    ``figure_estimators``: the estimators drawn (default: all in ``labels``);
+    ``size_in_name``: the study runs at several sizes, so file names carry subjects x items.
     """
 
     name: str
@@ -64,6 +70,9 @@ class Reproduction:
     factor: str
     columns: tuple[str, ...]
     labels: dict[str, str] = field(default_factory=dict)
+    table_alphas: tuple[float, ...] = (0.05,)
+    figure_estimators: tuple[str, ...] = ()
+    size_in_name: bool = False
 
 
 REPRODUCTIONS = (
@@ -73,19 +82,21 @@ REPRODUCTIONS = (
         {"f1": "F1", "subjects_only": "LMM, subjects only", "f2": "F2", "f1xf2": "F1 x F2",
          "minf": "min F'", "crossed": "LMM, subjects and items"}),
     Reproduction(
-        "barr2013", "Barr et al. (2013): rejection rates at alpha .01 / .05 / .10",
+        "barr2013", "Barr et al. (2013): maximal, zero-correlation and intercepts-only models, F1, F1 x F2, min F'",
         ("max_lrt", "ri_lrt"), "n_items", ("n_items",),
         {"minf": "min F'", "f1": "F1", "f1xf2": "F1 x F2",
          "max_lrt": "maximal LMM (LRT)", "max_z": "maximal LMM (t as z)",
          "zcp_lrt": "no random correlations (LRT)", "zcp_z": "no random correlations (t as z)",
-         "ri_lrt": "random intercepts only (LRT)", "ri_z": "random intercepts only (t as z)"}),
+         "ri_lrt": "random intercepts only (LRT)", "ri_z": "random intercepts only (t as z)"},
+        DEFAULT_ALPHAS, ("minf", "f1", "f1xf2", "max_lrt", "zcp_lrt", "ri_lrt")),
     Reproduction(
         "matuschek2017", "Matuschek et al. (2017): Type I error and power against the slope SD",
         ("select_lrt", "select_aic"), "subject_slope_sd", ("subject_slope_sd",),
         {"max": "maximal", "zcp": "zero correlation", "zcp_no_item_slope": "(1+c||S)+(1|I)",
          "zcp_no_subject_slope": "(1|S)+(1+c||I)", "intercepts": "(1|S)+(1|I)",
          "select_aic": "AIC selection", "select_lrt": "LRT selection (alpha .20)",
-         "minf": "min F'", "f1xf2": "F1 x F2"}),
+         "minf": "min F'", "f1xf2": "F1 x F2"},
+        size_in_name=True),
     Reproduction(
         "bates2015", "Bates et al. (2015): parsimonious against maximal models",
         ("parsimonious", "max"), "subject_slope_sd", ("subject_slope_sd",),
@@ -152,13 +163,16 @@ def rate_text(value: float, mcse: float) -> str:
 
 def paper_table(tidy: pd.DataFrame, reproduction: Reproduction) -> pd.DataFrame:
     """Rows: the other grid factors, effect and the estimators (in the paper's order and names);
-    columns: the reproduction's column factors and alpha; cells ``rate (MCSE)``."""
-    frame = tidy.copy()
+    columns: the reproduction's column factors (and alpha, when it shows several); cells
+    ``rate (MCSE)``."""
+    frame = tidy[tidy["alpha"].isin(reproduction.table_alphas)].copy()
+    if len(reproduction.table_alphas) == 1:
+        frame = frame.drop(columns="alpha")
     order = [e for e in reproduction.labels if e in set(frame["estimator"])]
     order += [e for e in dict.fromkeys(frame["estimator"]) if e not in order]
     frame["estimator"] = pd.Categorical(frame["estimator"], categories=order, ordered=True)
     frame["text"] = [rate_text(v, m) for v, m in zip(frame["value"], frame["mcse"])]
-    columns = [c for c in reproduction.columns if c in frame.columns] + ["alpha"]
+    columns = [c for c in reproduction.columns if c in frame.columns] + (["alpha"] if len(reproduction.table_alphas) > 1 else [])
     rows = [c for c in frame.columns if c not in {*columns, "estimator", "value", "mcse", "n", "text"}] + ["estimator"]
     table = frame.pivot_table(index=rows, columns=columns, values="text", aggfunc="first", observed=True)
     table = table.rename(index=lambda e: reproduction.labels.get(e, e), level="estimator")
@@ -184,11 +198,18 @@ def markdown(table: pd.DataFrame) -> str:
     frame = table.copy()
     if isinstance(frame.columns, pd.MultiIndex):
         frame.columns = [", ".join(f"{n}={v}" for n, v in zip(frame.columns.names, c)) for c in frame.columns]
+    elif frame.columns.name:
+        frame.columns = [f"{frame.columns.name}={c}" for c in frame.columns]
     frame = frame.reset_index()
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    header = "| " + " | ".join(map(_cell, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    rows = ["| " + " | ".join("" if pd.isna(v) else _cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows]) + "\n"
+
+
+def _cell(value) -> str:
+    """Text of a markdown table cell: a literal | (as in lme4's ``||``) escaped."""
+    return str(value).replace("|", "\\|")
 
 
 def _write(frame: pd.DataFrame, out: Path, stem: str, title: str, index: bool) -> list[Path]:
@@ -199,24 +220,42 @@ def _write(frame: pd.DataFrame, out: Path, stem: str, title: str, index: bool) -
 
 
 def figure(ds: xr.Dataset, reproduction: Reproduction):
-    """Rejection rate at the study's alpha against the swept factor, one line per model."""
-    order = [e for e in reproduction.labels if e in estimators_of(ds)]
-    return plot_measure_vs_factor(ds.sel(estimator=order), "rejection", reproduction.factor, terms=[TERM])
+    """Rejection rate at the study's alpha against the swept factor, one line per model, named
+    as in the paper."""
+    order = [e for e in reproduction.figure_estimators or reproduction.labels if e in estimators_of(ds)]
+    named = ds.sel(estimator=order).assign_coords(estimator=[reproduction.labels[e] for e in order])
+    return plot_measure_vs_factor(named, "rejection", reproduction.factor, terms=[TERM])
+
+
+def file_stem(ds: xr.Dataset, reproduction: Reproduction) -> str:
+    """The study's name; then ``_<subjects>x<items>`` for studies run at several sizes (from the
+    config stored in the dataset); then ``_power`` when the condition has an effect in every
+    cell (the power version of a study whose grid does not cross the effect, barr2013_power)."""
+    stem = reproduction.name
+    if reproduction.size_in_name:
+        dgp = yaml.safe_load(ds.attrs["config"])["dgp"]
+        stem += f"_{dgp['n_subjects']}x{dgp['n_items']}"
+    if "effect" not in grid_dims(ds) and bool((ds["truth"].sel(term=TERM) != 0).all()):
+        stem += "_power"
+    return stem
 
 
 def reproduce(ds: xr.Dataset, out: str | Path, reproduction: Reproduction | None = None) -> list[Path]:
-    """Write the figure and tables of ``ds`` into ``out``; returns the files written."""
+    """Write the figure and tables of ``ds`` into ``out`` (file names from :func:`file_stem`);
+    returns the files written."""
     reproduction = reproduction or identify(ds)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    name = reproduction.name
+    name = file_stem(ds, reproduction)
     written = save_figure(figure(ds, reproduction), out / f"{name}_rejection", formats=("png",))
     tidy = rejection_table(ds)
     tidy.to_csv(out / f"{name}_rates.csv", index=False)
     written.append(out / f"{name}_rates.csv")
+    alphas = " / ".join(f"{a:g}" for a in reproduction.table_alphas)
     written += _write(paper_table(tidy, reproduction), out, f"{name}_table",
-                      f"{reproduction.title} (rate (Monte Carlo SE), {int(ds.sizes['rep'])} replicates per cell)", True)
-    comparison = compare_published(tidy, name)
+                      f"{reproduction.title}: rejection rate at alpha {alphas} (Monte Carlo SE), "
+                      f"{int(ds.sizes['rep'])} replicates per cell", True)
+    comparison = compare_published(tidy, reproduction.name)
     if not comparison.empty:
         written += _write(comparison, out, f"{name}_published", f"{reproduction.title}: ours against published", False)
     tallies = model_tallies(ds)
@@ -226,8 +265,7 @@ def reproduce(ds: xr.Dataset, out: str | Path, reproduction: Reproduction | None
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m analysis.reproductions",
-                                description="Tables and figures of the reproductions from run directories.")
+    p = argparse.ArgumentParser(description="Tables and figures of the reproductions from run directories.")
     p.add_argument("runs", nargs="+", help="run directories (each with results.zarr)")
     p.add_argument("--out", default="docs/figures/reproductions", help="output directory")
     p.add_argument("--experiment", choices=sorted(BY_NAME), help="the study, when the estimators do not tell")

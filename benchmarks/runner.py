@@ -36,6 +36,9 @@ from sims.study import validate  # noqa: E402
 
 DEFAULT = ["runner.progress=false", "report=false"]
 OLS_FAMILY = "estimators={ols: ols, hc3: ols_hc3, cr1: ols_cr1, cr2: ols_cr2}"
+# Replicates per chunk in the memory benchmark: the same at every size, since a worker holds one
+# chunk's frames and results at a time (memory grows with the chunk, by design not with n_reps).
+MEMORY_CHUNK = 5000
 
 
 def study_rate(n_reps: int, n_jobs: int) -> float:
@@ -59,7 +62,6 @@ def loop_rate(n_reps: int) -> float:
 
 def peak_memory_mib(n_reps: int) -> tuple[float, float]:
     """(peak RSS in MiB of the clustersim process and its workers, seconds) for one study."""
-    chunk = max(1000, min(20000, n_reps // 20))
     with tempfile.TemporaryDirectory() as run_dir:
         command = [sys.executable, "-c", (
             "import resource, sys; from sims.cli import main; "
@@ -68,7 +70,7 @@ def peak_memory_mib(n_reps: int) -> tuple[float, float]:
             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)))\n"
             "main()"),
             "clustersim", f"hydra.run.dir={run_dir}", f"n_reps={n_reps}", OLS_FAMILY,
-            "dgp.n_subjects=6", "dgp.n_trials=1", f"runner.chunk_size={chunk}", "runner.n_jobs=2",
+            "dgp.n_subjects=6", "dgp.n_trials=1", f"runner.chunk_size={MEMORY_CHUNK}", "runner.n_jobs=2",
             "print_table=false", *DEFAULT]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
