@@ -22,7 +22,6 @@ import xarray as xr
 from estimators.result import NUMERIC_COLUMNS, Status
 
 PER_TERM = NUMERIC_COLUMNS  # estimate, std_error, df, ci_lower, ci_upper, p_value
-PER_REPLICATE = ("status", "message", "elapsed_s")
 STATUS_ATTRS = {
     "flag_values": [int(s) for s in Status],
     "flag_meanings": " ".join(s.name for s in Status),

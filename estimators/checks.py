@@ -315,15 +315,20 @@ CHECKS: tuple[Callable[[EstimatorCase], None], ...] = (
 )
 
 
-def check_estimator(estimator: Estimator, data: pd.DataFrame, **case: object) -> None:
-    """Run every check on ``estimator`` with ``data`` (further :class:`EstimatorCase` fields as
-    keywords); raise one AssertionError listing each failing check."""
-    subject = EstimatorCase(estimator, data, **case)
+def run_checks(checks: Sequence[Callable], subject: object, label: str) -> None:
+    """Run every check on ``subject``; raise one AssertionError listing each failing check
+    (shared by this suite and :func:`sims.checks.check_dgp`)."""
     failures = []
-    for check in CHECKS:
+    for check in checks:
         try:
             check(subject)
         except Exception as error:  # report every failing check, not just the first
             failures.append(f"{check.__name__}: {type(error).__name__}: {error}")
     if failures:
-        raise AssertionError(f"{estimator!r} fails {len(failures)} check(s):\n" + "\n".join(failures))
+        raise AssertionError(f"{label} fails {len(failures)} check(s):\n" + "\n".join(failures))
+
+
+def check_estimator(estimator: Estimator, data: pd.DataFrame, **case: object) -> None:
+    """Run every check on ``estimator`` with ``data`` (further :class:`EstimatorCase` fields as
+    keywords); raise one AssertionError listing each failing check."""
+    run_checks(CHECKS, EstimatorCase(estimator, data, **case), repr(estimator))

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from estimators.checks import run_checks
 from sims.base import DGP, InvalidParameter
 from sims.presets import instantiate
 
@@ -183,11 +184,4 @@ CHECKS: tuple[Callable[[DGP], None], ...] = (
 
 def check_dgp(dgp: DGP) -> None:
     """Run every check on ``dgp``; raise one AssertionError listing each failing check."""
-    failures = []
-    for check in CHECKS:
-        try:
-            check(dgp)
-        except Exception as error:  # report every failing check, not just the first
-            failures.append(f"{check.__name__}: {type(error).__name__}: {error}")
-    if failures:
-        raise AssertionError(f"{type(dgp).__name__} fails {len(failures)} check(s):\n" + "\n".join(failures))
+    run_checks(CHECKS, dgp, type(dgp).__name__)

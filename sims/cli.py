@@ -94,7 +94,7 @@ def _run(cfg: DictConfig) -> None:
     except RunBrokeOff as error:
         fail(f"runner: the run broke off ({error}); finished chunks are saved in "
              f"{output_dir / RESULTS}: rerun the same command to resume", code=1)
-    summary = summarise(dataset).compute()
+    summary = summarise(dataset)
     to_tidy(summary).to_csv(output_dir / SUMMARY, index=False)
     log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)
     if cfg.get("print_table", True):

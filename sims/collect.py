@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     merged = merged.chunk({"rep": -1}).load()
     write_results(merged, args.out / RESULTS)
-    to_tidy(summarise(merged).compute()).to_csv(args.out / "summary.csv", index=False)
+    to_tidy(summarise(merged)).to_csv(args.out / "summary.csv", index=False)
     print(f"merged {len(merged.attrs['collected_from'].split())} runs into {args.out / RESULTS}")
     return 0
 

@@ -70,7 +70,7 @@ def run_until_precise(study: Study, store: RunStore) -> str:
     while True:
         store.prepare(study)
         run_missing(study, store)
-        n_reps, reason = next_n_reps(summarise(store.open()).compute(), study.precision, study.n_reps)
+        n_reps, reason = next_n_reps(summarise(store.open()), study.precision, study.n_reps)
         if reason is not None:
             return reason
         log.info("precision not reached at %d replicates; growing to %d", study.n_reps, n_reps)

@@ -100,13 +100,11 @@ class RunStore:
             )
 
     def prepare(self, study) -> None:
-        """Create the store for ``study`` or check that an existing one belongs to it, and grow
-        it to ``study.n_reps`` replicates."""
+        """Create the store for ``study``, or grow an existing one (whose provenance the caller
+        has checked with :meth:`check_provenance`) to ``study.n_reps`` replicates."""
         if not self.exists():
             self._create(study)
-            return
-        self.check_provenance(study)
-        if study.n_reps > self.n_reps:
+        elif study.n_reps > self.n_reps:
             self._grow(study)
 
     def _create(self, study) -> None:
