@@ -317,16 +317,17 @@ def build_html(ds: xr.Dataset, run_dir: Path, summary: xr.Dataset, calibration: 
 
 
 def write_report(run_dir: str | Path, *, output: str | Path | None = None, figures_dir: str | Path | None = None,
-                 check_options: dict | None = None) -> Path:
+                 check_options: dict | None = None, summary: xr.Dataset | None = None) -> Path:
     """Write ``report.html`` for the run in ``run_dir`` (which holds ``results.zarr``) and return
     its path. ``output`` chooses another file; ``figures_dir`` also saves every figure there as
-    PNG and SVG; ``check_options`` go to :func:`~analysis.calibration.check_calibration`.
+    PNG and SVG; ``check_options`` go to :func:`~analysis.calibration.check_calibration`;
+    ``summary`` is the run's :func:`~analysis.measures.summarise` if the caller has it already.
     Raises FileNotFoundError when ``run_dir`` holds no results."""
     run_dir = Path(run_dir)
     if not (run_dir / RESULTS).is_dir():
         raise FileNotFoundError(f"{run_dir}: no {RESULTS} (not a clustersim run directory)")
     ds = open_results(run_dir / RESULTS)
-    summary = summarise(ds)
+    summary = summarise(ds) if summary is None else summary
     calibration = check_calibration(ds, summary=summary, **(check_options or {}))
     figure_list = figures(ds, summary, Path(figures_dir) if figures_dir is not None else None)
     page = build_html(ds, run_dir, summary, calibration, figure_list)

@@ -102,7 +102,7 @@ def _run(cfg: DictConfig) -> None:
     if cfg.get("report", True):
         from analysis.report import write_report  # matplotlib only when a report is asked for
 
-        log.info("wrote %s", write_report(output_dir))
+        log.info("wrote %s", write_report(output_dir, summary=summary))
 
 
 _hydra_main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_run)
