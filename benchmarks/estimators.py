@@ -8,9 +8,13 @@ Data: the lecture's design (sims.build("clustered"): 24 subjects x 2 conditions 
 480 rows); the F1/F2 presets use the crossed design (sims.build("crossed"), 288 rows). Each
 estimator fits the same replicates
 
-- ``batch``: ``fit_batch`` on chunks of ``--chunks`` replicates, as the runner calls it (25 is
-  the runner's default chunk size; the OLS family and the LMM engine take the design from the
-  per-process cache of estimators/design_cache.py after the first chunk, as in a study);
+- ``batch``: ``fit_batch`` on chunks of ``--chunks`` replicates as the runner hands them over
+  for a fixed design: one design frame and the chunk's outcome matrix
+  (estimators.batch.SharedDesignFrames, drawn by DGP.generate_chunk; 25 is the runner's default
+  chunk size; the OLS family and the LMM engine take the design from the per-process cache of
+  estimators/design_cache.py after the first chunk, as in a study);
+- ``frames``: ``fit_batch`` on the smallest chunk size given as a list of data frames, as a
+  DGP without ``draw_outcome`` hands them over (each frame is read into the outcome matrix);
 - ``fit``: one replicate at a time (``--fit-reps`` of them).
 
 Estimators slower than SLOW_RATE fits per second one at a time (statsmodels MixedLM) are timed
@@ -29,7 +33,8 @@ The wild bootstrap (B = 999, p-values and test-inversion intervals for both coef
 also compared with a per-draw loop: for each of the 999 draws, refit OLS and its CR1 t (numpy,
 p-values only), on ``--loop-reps`` replicates.
 
-Times are CPU seconds of this process with BLAS limited to one thread: "per core". numpy's
+Times are CPU seconds of this process with BLAS limited to one thread: "per core", the least of
+REPEATS runs for the batched paths and the statsmodels baselines. numpy's
 speed depends on OPENBLAS_CORETYPE, which may be set on these machines; it is printed.
 """
 from __future__ import annotations
@@ -53,25 +58,34 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import estimators  # noqa: E402
-from estimators.base import Estimator  # noqa: E402
 import sims  # noqa: E402
 from estimators import sandwich  # noqa: E402
-from estimators.design import build_design, stack_numeric_outcomes  # noqa: E402
+from estimators.batch import SharedDesignFrames  # noqa: E402
+from estimators.design import build_design  # noqa: E402
 from estimators.wild_bootstrap import bootstrap_weights, cr1_factor  # noqa: E402
 
 SEED = 20210415
 SLOW_RATE = 100.0
 
 
-def cpu_seconds(work: Callable[[], object]) -> float:
-    start = time.process_time()
-    work()
-    return time.process_time() - start
+REPEATS = 3
 
 
-def simulate(name: str, reps: int) -> list[pd.DataFrame]:
+def cpu_seconds(work: Callable[[], object], repeats: int = 1) -> float:
+    """CPU seconds of ``work()``, the least of ``repeats`` runs (as timeit: the others were
+    slowed by something else)."""
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        work()
+        times.append(time.process_time() - start)
+    return min(times)
+
+
+def simulate(name: str, reps: int) -> SharedDesignFrames:
+    """``reps`` replicates of a fixed-design DGP preset, drawn as the runner draws a chunk."""
     dgp = sims.build(name)
-    return [dgp.generate(np.random.default_rng(child)) for child in np.random.SeedSequence(SEED).spawn(reps)]
+    return dgp.generate_chunk([np.random.default_rng(child) for child in np.random.SeedSequence(SEED).spawn(reps)])
 
 
 def statsmodels_fit(kind: str, frame: pd.DataFrame) -> None:
@@ -148,46 +162,47 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     print(f"numpy {np.__version__}, Python {platform.python_version()}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, one BLAS thread")
-    frames = {"clustered": simulate("clustered", args.reps), "crossed": simulate("crossed", args.reps)}
+    chunks = {"clustered": simulate("clustered", args.reps), "crossed": simulate("crossed", args.reps)}
+    frames = {name: [chunk[r] for r in range(len(chunk))] for name, chunk in chunks.items()}
     presets = args.presets or [p for p in sims.available("estimator") if not p.startswith("lmm")]
+    small = min(args.chunks)
     with threadpool_limits(limits=1):
         baseline_seconds = {}
         for kind in sorted({baseline_of(p) for p in presets}):
             sample = frames["clustered"][: args.sm_reps if not kind.startswith("mixedlm") else max(args.sm_reps // 10, 5)]
-            baseline_seconds[kind] = cpu_seconds(lambda: [statsmodels_fit(kind, f) for f in sample]) / len(sample)
+            baseline_seconds[kind] = cpu_seconds(lambda: [statsmodels_fit(kind, f) for f in sample], REPEATS) / len(sample)
 
-        stacking = min(cpu_seconds(lambda: stack_numeric_outcomes("y ~ X", frames["clustered"], "subject"))
-                       for _ in range(3)) / args.reps
         header = "".join(f"  batch/{c:<5d}" for c in args.chunks)
-        print(f"\nreplicates per second per core (ratio: statsmodels s/rep over ours; 'matrix': the largest\n"
-              f"chunk without reading the frames into one outcome matrix, {stacking * 1e6:.1f} us per replicate)\n"
-              f"{'estimator':<18}{header}       fit   statsmodels  {'baseline':<12}"
-              + "".join(f"  ratio/{c:<5d}" for c in args.chunks) + "  ratio/matrix")
+        print(f"\nreplicates per second per core, best of {REPEATS} (ratio: statsmodels s/rep over ours)\n"
+              f"{'estimator':<18}{header}  frames/{small:<4d}      fit   statsmodels  {'baseline':<12}"
+              + "".join(f"  ratio/{c:<5d}" for c in args.chunks) + "  ratio/frames")
         for preset in presets:
             estimator = estimators.build(preset)
+            name = "clustered"
             try:
-                estimator.fit(frames["clustered"][0], np.random.default_rng(0))
-                data = frames["clustered"]
+                estimator.fit(frames[name][0], np.random.default_rng(0))
             except Exception:
-                data = frames["crossed"]
-            sample = data[: args.fit_reps]
+                name = "crossed"
+            chunk_data, frame_data = chunks[name], frames[name]
+            sample = frame_data[: args.fit_reps]
             fit_seconds = cpu_seconds(lambda: [estimator.fit(f, np.random.default_rng(0)) for f in sample[:5]]) / 5
             if 1.0 / fit_seconds >= SLOW_RATE:
                 fit_seconds = cpu_seconds(lambda: [estimator.fit(f, np.random.default_rng(0)) for f in sample]) / len(sample)
             else:
-                data = data[: args.slow_reps]
-            rngs = [np.random.default_rng(r) for r in range(len(data))]
-            batch_seconds = []
-            for chunk in args.chunks:
-                starts = range(0, len(data), chunk)
-                batch_seconds.append(cpu_seconds(
-                    lambda: [estimator.fit_batch(data[s:s + chunk], rngs[s:s + chunk]) for s in starts]) / len(data))
+                chunk_data, frame_data = chunk_data[: args.slow_reps], frame_data[: args.slow_reps]
+            n = len(frame_data)
+            rngs = [np.random.default_rng(r) for r in range(n)]
+
+            def seconds_per_replicate(data, size: int) -> float:
+                return cpu_seconds(lambda: [estimator.fit_batch(data[s:s + size], rngs[s:s + size])
+                                            for s in range(0, n, size)], REPEATS) / n
+
+            batch_seconds = [seconds_per_replicate(chunk_data, size) for size in args.chunks]
+            frame_seconds = seconds_per_replicate(frame_data, small)
             kind = baseline_of(preset)
-            row = "".join(f"  {rate(1, s)}  " for s in batch_seconds)
-            ratios = "".join(f"  {baseline_seconds[kind] / s:10.1f}x" for s in batch_seconds)
-            vectorised = type(estimator).fit_batch is not Estimator.fit_batch and data is frames["clustered"]
-            matrix = f"  {baseline_seconds[kind] / (batch_seconds[-1] - stacking):10.1f}x" if vectorised else ""
-            print(f"{preset:<18}{row}{rate(1, fit_seconds)}  {rate(1, baseline_seconds[kind])}    {kind:<12}{ratios}{matrix}")
+            row = "".join(f"  {rate(1, s)}  " for s in [*batch_seconds, frame_seconds])
+            ratios = "".join(f"  {baseline_seconds[kind] / s:10.1f}x" for s in [*batch_seconds, frame_seconds])
+            print(f"{preset:<18}{row}{rate(1, fit_seconds)}  {rate(1, baseline_seconds[kind])}    {kind:<12}{ratios}")
 
         if "ols_wcb" in presets:
             wcb = estimators.build("ols_wcb")
@@ -195,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             loop = cpu_seconds(lambda: [wild_bootstrap_loop(f, np.random.default_rng(r)) for r, f in enumerate(sample)]) / len(sample)
             agree = np.array_equal(wcb.fit(sample[0], np.random.default_rng(0)).p_value,
                                    wild_bootstrap_loop(sample[0], np.random.default_rng(0)))
-            chunk = frames["clustered"][:25]
+            chunk = chunks["clustered"][:25]
             single = cpu_seconds(lambda: [wcb.fit(f, np.random.default_rng(r)) for r, f in enumerate(chunk)]) / len(chunk)
             batched = cpu_seconds(lambda: wcb.fit_batch(chunk, [np.random.default_rng(r) for r in range(len(chunk))])) / len(chunk)
             print(f"\nwild bootstrap, B = 999, per replicate: per-draw loop {loop * 1e3:.1f} ms (p-values only); "

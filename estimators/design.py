@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import patsy
 
+from estimators.batch import SharedDesignFrames, shared_outcomes
+
 T = TypeVar("T")
 
 
@@ -130,9 +132,15 @@ def stack_numeric_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster
     Each frame is read once as one float array (``DataFrame.to_numpy``); every column but the
     outcome must equal the first frame's (missing values in the same places count as equal, as
     in ``DataFrame.equals``). Frames with other column types, or another column order, go
-    through :func:`stack_outcomes`.
+    through :func:`stack_outcomes`. :class:`~estimators.batch.SharedDesignFrames` hand over
+    their outcome matrix as it is; only their first frame is read (for the design).
     """
     first = frames[0]
+    if isinstance(frames, SharedDesignFrames):
+        design, _ = build(formula, first, cluster)
+        Y = shared_outcomes(frames, design.outcome)
+        if Y is not None:
+            return design, require_no_missing(Y, design.outcome, formula)
     if not all(dtype.kind in "biuf" for dtype in first.dtypes):
         return stack_outcomes(formula, frames, cluster, build)
     design, y0 = build(formula, first, cluster)
@@ -152,9 +160,14 @@ def stack_numeric_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster
         if not _same_except(values, reference, position):
             return None
         Y[:, r] = values[:, position]
+    return design, require_no_missing(Y, design.outcome, formula)
+
+
+def require_no_missing(Y: np.ndarray, outcome: str, formula: str) -> np.ndarray:
+    """``Y``, unless it holds a missing value (InputError naming the outcome column)."""
     if np.isnan(Y).any():
-        raise InputError(f"column {design.outcome!r} has missing values (formula {formula!r})")
-    return design, Y
+        raise InputError(f"column {outcome!r} has missing values (formula {formula!r})")
+    return Y
 
 
 def _same_except(a: np.ndarray, b: np.ndarray, column: int) -> bool:

@@ -22,28 +22,32 @@ from __future__ import annotations
 
 import hashlib
 import re
+import weakref
 from collections import OrderedDict
-from typing import Hashable
+from typing import Hashable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from estimators.design import Design, build_design
+from estimators.batch import SharedDesignFrames
+from estimators.design import Design, build_design, require_no_missing
 
 
 def design_fingerprint(data: pd.DataFrame, outcome: str) -> str:
     """A hash of every column but ``outcome``: names, dtypes and values."""
+    return columns_fingerprint(len(data), {name: data[name].to_numpy() for name in data.columns if name != outcome})
+
+
+def columns_fingerprint(n_rows: int, columns: Mapping[str, np.ndarray]) -> str:
+    """:func:`design_fingerprint` of the data whose columns other than the outcome are ``columns``."""
     digest = hashlib.blake2b(digest_size=20)
-    digest.update(str(len(data)).encode())
-    for name in data.columns:
-        if name == outcome:
-            continue
-        values = data[name].to_numpy()
+    digest.update(str(n_rows).encode())
+    for name, values in columns.items():
         digest.update(f"{name}\x00{values.dtype.str}\x00".encode())
         if values.dtype.kind in "biufcmM":
             digest.update(np.ascontiguousarray(values).tobytes())
         else:
-            digest.update(pd.util.hash_pandas_object(data[name], index=False).to_numpy().tobytes())
+            digest.update(pd.util.hash_pandas_object(pd.Series(values), index=False).to_numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -94,13 +98,15 @@ def _read_only(design: Design) -> Design:
     return design
 
 
-def _plain_outcome(formula: str, data: pd.DataFrame, cluster: str | None) -> str | None:
-    """The outcome column when the left-hand side is a bare numeric column that nothing on the
-    right-hand side (nor the cluster) reads, i.e. when the design depends on the other columns
-    only; else None (no caching)."""
+def _plain_outcome(formula: str, dtypes: Mapping[str, np.dtype], cluster: str | None) -> str | None:
+    """The outcome column when the left-hand side is a bare numeric column (``dtypes``: the
+    data's column types) that nothing on the right-hand side (nor the cluster) reads, i.e. when
+    the design depends on the other columns only; else None (no caching)."""
+    if "~" not in formula:
+        return None
     left, _, right = formula.partition("~")
     outcome = left.strip()
-    if outcome not in data.columns or outcome == cluster or data[outcome].dtype.kind not in "iuf":
+    if outcome not in dtypes or outcome == cluster or dtypes[outcome].kind not in "iuf":
         return None
     if re.search(rf"(?<![\w.]){re.escape(outcome)}(?![\w])", right):
         return None
@@ -111,7 +117,7 @@ def design_and_outcome(formula: str, data: pd.DataFrame, cluster: str | None = N
     """:func:`estimators.design.build_design`, with the design (and what has been derived from
     it, :meth:`Design.derived`) taken from :data:`designs` when this process has seen the same
     non-outcome columns with the same formula and cluster column."""
-    outcome = _plain_outcome(formula, data, cluster) if "~" in formula else None
+    outcome = _plain_outcome(formula, data.dtypes, cluster)
     if outcome is None:  # a transformed outcome such as log(y), or one the predictors read
         return build_design(formula, data, cluster)
     key = (formula, cluster, data[outcome].dtype.str, design_fingerprint(data, outcome))
@@ -125,3 +131,32 @@ def design_and_outcome(formula: str, data: pd.DataFrame, cluster: str | None = N
     if np.isnan(y).any():
         build_design(formula, data, cluster)  # raises the usual InputError naming the column
     return design, y
+
+
+# Column types and design fingerprint of each chunk of SharedDesignFrames alive, read once for
+# all the chunk's fits.
+_chunk_keys: "weakref.WeakKeyDictionary[SharedDesignFrames, tuple[dict, str]]" = weakref.WeakKeyDictionary()
+
+
+def _chunk_key(frames: SharedDesignFrames) -> tuple[dict, str]:
+    known = _chunk_keys.get(frames)
+    if known is None:
+        dtypes = {frames.outcome: frames.outcomes.dtype, **{name: v.dtype for name, v in frames.columns.items()}}
+        known = _chunk_keys[frames] = (dtypes, columns_fingerprint(frames.outcomes.shape[0], frames.columns))
+    return known
+
+
+def shared_design_and_outcomes(formula: str, frames: SharedDesignFrames, cluster: str | None = None
+                               ) -> tuple[Design, np.ndarray] | None:
+    """The design and (n, R) outcome matrix of a chunk drawn as one design frame and an outcome
+    matrix, when the matrix holds the formula's outcome (else None): the design from
+    :data:`designs` under the key :func:`design_and_outcome` gives the chunk's frames (the
+    fingerprint hashed once per chunk), built from the first frame only when this process has
+    not seen it."""
+    dtypes, fingerprint = _chunk_key(frames)
+    if _plain_outcome(formula, dtypes, cluster) != frames.outcome:
+        return None
+    design = designs.get((formula, cluster, frames.outcomes.dtype.str, fingerprint))
+    if design is None:
+        design, _ = design_and_outcome(formula, frames[0], cluster)
+    return design, require_no_missing(frames.outcomes, design.outcome, formula)

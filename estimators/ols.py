@@ -62,12 +62,15 @@ class OLS(SharedDesignEstimator):
         if self.vcov == "iid":
             return sandwich.vcov_iid(M, E, n - p), float(n - p)
         if self.vcov.startswith("HC"):
-            return sandwich.vcov_hc(X, M, E, self.vcov), float(n - p)
+            leverage = design.derived("leverages", lambda: sandwich.leverages(X, M))
+            return sandwich.vcov_hc(X, M, E, self.vcov, leverage), float(n - p)
         clusters, G, kind = design.clusters, design.n_clusters, self.vcov
         adjustments = design.derived(("cluster_adjustments", kind),
                                      lambda: sandwich.cluster_adjustments(X, M, clusters, G, kind))
         indicator = design.derived("cluster_indicator", lambda: sandwich.cluster_indicator(clusters, G))
-        V = sandwich.vcov_cr(X, M, E, clusters, G, kind, adjustments, indicator)
+        adjusted_X = None if adjustments is None else design.derived(
+            ("adjusted_design", kind), lambda: sandwich.adjusted_design(X, clusters, adjustments))
+        V = sandwich.vcov_cr(X, M, E, clusters, G, kind, adjusted_X, indicator)
         if kind == "CR2":
             return V, design.derived("cr2_satterthwaite_df",
                                      lambda: sandwich.cr2_satterthwaite_df(X, M, clusters, G, adjustments))

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 RESULT_COLUMNS = ("term", "estimate", "std_error", "df", "ci_lower", "ci_upper", "p_value")
 NUMERIC_COLUMNS = RESULT_COLUMNS[1:]
@@ -61,10 +61,38 @@ class FitResult:
         return frame
 
     @classmethod
+    def of_batch(cls, terms: tuple[str, ...], estimate: np.ndarray, std_error: np.ndarray, df: np.ndarray,
+                 ci_lower: np.ndarray, ci_upper: np.ndarray, p_value: np.ndarray, status: Status,
+                 message: str) -> "FitResult":
+        """``FitResult(...)`` with empty extras, filled in one step instead of the frozen
+        dataclass's ten ``object.__setattr__`` calls (a quarter of the time; batched fits build
+        results by the thousand)."""
+        result = object.__new__(cls)
+        result.__dict__.update(terms=terms, estimate=estimate, std_error=std_error, df=df, ci_lower=ci_lower,
+                               ci_upper=ci_upper, p_value=p_value, status=status, message=message, extras={})
+        return result
+
+    @classmethod
     def failure(cls, terms: Sequence[str], message: str, status: Status = Status.failed) -> "FitResult":
         """A result with NaN everywhere, for a fit that produced no usable numbers."""
         nan = np.full(len(terms), np.nan)
         return cls(tuple(terms), nan, nan, nan, nan, nan, nan, Status(status), message)
+
+
+def t_test(estimate: np.ndarray, std_error: np.ndarray, df: np.ndarray | float, alpha: float
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-sided p-values and 1 - alpha intervals against t(df), elementwise:
+
+        p = 2 P(T_df > |estimate / SE|),   CI = estimate -/+ q_{1 - alpha/2}(T_df) SE.
+
+    scipy.special's ``stdtr`` / ``stdtrit``, the functions ``scipy.stats.t.sf`` / ``.ppf`` call
+    (the same bits, without their per-call argument handling); df = inf is the normal law, and
+    a NaN or non-positive df or SE gives NaN.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_value = 2.0 * special.stdtr(df, -np.abs(estimate / std_error))
+        half_width = special.stdtrit(df, 1.0 - alpha / 2.0) * std_error
+    return p_value, estimate - half_width, estimate + half_width
 
 
 def wald_inference(
@@ -96,19 +124,16 @@ def wald_inference_batch(
     message: str = "",
 ) -> list[FitResult]:
     """:func:`wald_inference` for R replicates at once: ``estimate`` and ``std_error`` are (R, p),
-    ``df`` broadcasts to them. One scipy call per quantity instead of one per replicate; the
-    numbers are the same as replicate by replicate. scipy's t with df = inf is the normal law,
-    so one expression serves both references.
+    ``df`` broadcasts to them. One call per quantity instead of one per replicate; the numbers
+    are the same as replicate by replicate.
     """
     estimate = np.asarray(estimate, dtype=float)
     std_error = np.asarray(std_error, dtype=float)
+    p_value, lower, upper = t_test(estimate, std_error, np.asarray(df, dtype=float), alpha)
     df = np.array(np.broadcast_to(np.asarray(df, dtype=float), estimate.shape))
-    p_value = 2.0 * stats.t.sf(np.abs(estimate / std_error), df)
-    half_width = stats.t.ppf(1.0 - alpha / 2.0, df) * std_error
-    lower, upper = estimate - half_width, estimate + half_width
     terms = tuple(terms)
     status = Status(status)
     return [
-        FitResult(terms, estimate[r], std_error[r], df[r], lower[r], upper[r], p_value[r], status, message, {})
-        for r in range(estimate.shape[0])
+        FitResult.of_batch(terms, *row, status, message)
+        for row in zip(estimate, std_error, df, lower, upper, p_value)
     ]

@@ -55,15 +55,19 @@ def vcov_iid(M: np.ndarray, E: np.ndarray, residual_df: int) -> np.ndarray:
     return sigma2[:, None, None] * M[None, :, :]
 
 
-def vcov_hc(X: np.ndarray, M: np.ndarray, E: np.ndarray, kind: HCType) -> np.ndarray:
-    """HC0: e_i^2; HC1: n/(n-p) e_i^2; HC2: e_i^2/(1-h_i); HC3: e_i^2/(1-h_i)^2."""
+def vcov_hc(X: np.ndarray, M: np.ndarray, E: np.ndarray, kind: HCType, leverage: np.ndarray | None = None) -> np.ndarray:
+    """HC0: e_i^2; HC1: n/(n-p) e_i^2; HC2: e_i^2/(1-h_i); HC3: e_i^2/(1-h_i)^2, with the
+    leverages h (:func:`leverages`, computed here when not given)."""
     n, p = X.shape
     if kind in ("HC0", "HC1"):
         weight = np.ones(n)
     else:
-        one_minus_h = 1.0 - leverages(X, M)
+        one_minus_h = 1.0 - (leverages(X, M) if leverage is None else leverage)
         weight = 1.0 / one_minus_h if kind == "HC2" else 1.0 / one_minus_h**2
-    meat = np.einsum("ip,ir,iq->rpq", X, weight[:, None] * E**2, X)
+    # meat_r = sum_i w_i e_ir^2 x_i x_i': one product of the (p*p, n) outer products of the rows
+    # of X with the weighted squared residuals.
+    outer = (X[:, :, None] * X[:, None, :]).reshape(n, p * p)
+    meat = columnwise(outer.T, weight[:, None] * E**2).reshape(p, p, -1).transpose(2, 0, 1)
     V = sandwich(M, meat)
     return V * (n / (n - p)) if kind == "HC1" else V
 
@@ -94,12 +98,16 @@ def cluster_adjustments(X: np.ndarray, M: np.ndarray, clusters: np.ndarray, n_cl
     return adjustments
 
 
-def adjust_residuals(E: np.ndarray, clusters: np.ndarray, adjustments: list[np.ndarray]) -> np.ndarray:
-    """W_g e_g for every cluster g and replicate."""
-    out = np.empty_like(E)
+def adjusted_design(X: np.ndarray, clusters: np.ndarray, adjustments: list[np.ndarray]) -> np.ndarray:
+    """The rows of X premultiplied cluster by cluster: W_g X_g on the rows of cluster g.
+
+    W_g is symmetric, so the CR2/CR3 score X_g' W_g e_g equals (W_g X_g)' e_g: the adjustment
+    acts on the design once instead of on every replicate's residuals.
+    """
+    out = np.empty_like(X)
     for g, W in enumerate(adjustments):
         rows = clusters == g
-        out[rows] = columnwise(W, E[rows])
+        out[rows] = W @ X[rows]
     return out
 
 
@@ -112,20 +120,22 @@ def cluster_scores(X: np.ndarray, E: np.ndarray, indicator: sp.csr_matrix) -> np
 
 
 def vcov_cr(X: np.ndarray, M: np.ndarray, E: np.ndarray, clusters: np.ndarray, n_clusters: int,
-            kind: CRType, adjustments: list[np.ndarray] | None = None,
+            kind: CRType, adjusted_X: np.ndarray | None = None,
             indicator: sp.csr_matrix | None = None) -> np.ndarray:
     """Cluster-robust covariance (R, p, p) of the given kind; see the module docstring.
 
-    ``adjustments`` (:func:`cluster_adjustments`) and ``indicator`` (:func:`cluster_indicator`)
-    depend on the design only and are computed here when not given."""
+    ``adjusted_X`` (CR2/CR3: :func:`adjusted_design` with :func:`cluster_adjustments`) and
+    ``indicator`` (:func:`cluster_indicator`) depend on the design only and are computed here
+    when not given."""
     n, p = X.shape
+    scored = X
     if kind in ("CR2", "CR3"):
-        if adjustments is None:
-            adjustments = cluster_adjustments(X, M, clusters, n_clusters, kind)
-        E = adjust_residuals(E, clusters, adjustments)
+        if adjusted_X is None:
+            adjusted_X = adjusted_design(X, clusters, cluster_adjustments(X, M, clusters, n_clusters, kind))
+        scored = adjusted_X
     if indicator is None:
         indicator = cluster_indicator(clusters, n_clusters)
-    U = cluster_scores(X, E, indicator)
+    U = cluster_scores(scored, E, indicator)
     V = sandwich(M, np.einsum("rgp,rgq->rpq", U, U))
     if kind == "CR1":
         V = V * (n_clusters / (n_clusters - 1) * (n - 1) / (n - p))

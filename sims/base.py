@@ -6,16 +6,25 @@ keyed by the term names the estimators report (``Intercept``, ``X``, ...). ``fix
 declares that everything but the outcome column is the same in every replicate, which lets
 estimators fit a chunk of replicates at once.
 
+A fixed design can also be drawn without building a frame per replicate: a DGP that names its
+``outcome`` column and implements ``design_columns()`` (the other columns, as arrays) and
+``draw_outcome(rng)`` (that column, with the same draws as ``generate(rng)``) has each chunk
+drawn by ``generate_chunk`` as the design's columns and an (n, R) outcome matrix
+(:class:`estimators.batch.SharedDesignFrames`), which batched estimators fit without building
+or reading a frame.
+
 Parameters are validated in ``__post_init__``; an invalid value raises
 :class:`InvalidParameter`, whose message names the parameter.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
+
+from estimators.batch import SharedDesignFrames
 
 
 class InvalidParameter(ValueError):
@@ -32,9 +41,34 @@ class DGP:
 
     fixed_design: ClassVar[bool] = False
     columns: ClassVar[dict[str, str]] = {}  # column name -> numpy dtype kind ('f', 'i', ...)
+    outcome: ClassVar[str | None] = None  # set with design() and draw_outcome(): see above
 
     def generate(self, rng: np.random.Generator) -> pd.DataFrame:
         raise NotImplementedError
+
+    def design_columns(self) -> dict[str, np.ndarray]:
+        """A fixed design's columns other than ``outcome``, in ``generate``'s order, as arrays
+        that are not to be changed (they may be shared by every replicate)."""
+        raise NotImplementedError
+
+    def design(self) -> pd.DataFrame:
+        """:meth:`design_columns` as a data frame (of copies)."""
+        return pd.DataFrame({name: values.copy() for name, values in self.design_columns().items()})
+
+    def draw_outcome(self, rng: np.random.Generator) -> np.ndarray:
+        """A fixed design's ``outcome`` column: ``generate(rng)[outcome]``, the same draws."""
+        raise NotImplementedError
+
+    def generate_chunk(self, rngs: Sequence[np.random.Generator]) -> Sequence[pd.DataFrame]:
+        """One replicate per generator, equal to ``[generate(rng) for rng in rngs]``; for a
+        fixed design with an ``outcome``, as one design frame and an outcome matrix."""
+        if not (self.fixed_design and self.outcome is not None):
+            return [self.generate(rng) for rng in rngs]
+        columns = self.design_columns()
+        outcomes = np.empty((len(next(iter(columns.values()))), len(rngs)))
+        for r, rng in enumerate(rngs):
+            outcomes[:, r] = self.draw_outcome(rng)
+        return SharedDesignFrames(columns, self.outcome, outcomes)
 
     def truth(self) -> dict[str, float]:
         raise NotImplementedError
@@ -42,6 +76,13 @@ class DGP:
     def params(self) -> dict:
         """The parameters as a plain dict."""
         return dataclasses.asdict(self)
+
+
+def read_only(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``columns`` with every array made read-only (design columns shared between replicates)."""
+    for values in columns.values():
+        values.flags.writeable = False
+    return columns
 
 
 def require(condition: bool, name: str, problem: str) -> None:

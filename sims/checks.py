@@ -98,6 +98,20 @@ def check_fixed_design_is_fixed(dgp: DGP) -> None:
     )
 
 
+def check_chunk_equals_replicates(dgp: DGP) -> None:
+    """generate_chunk gives, replicate for replicate, the frames generate gives from the same
+    generators (for a fixed design with an ``outcome``: the shared design frame and the outcome
+    matrix, see :mod:`sims.base`)."""
+    if not hasattr(dgp, "generate_chunk"):
+        return
+    seeds = (SEED, OTHER_SEED, SEED + 1)
+    chunk = dgp.generate_chunk([np.random.default_rng(seed) for seed in seeds])
+    assert len(chunk) == len(seeds), f"generate_chunk returned {len(chunk)} replicates for {len(seeds)} generators"
+    for r, seed in enumerate(seeds):
+        pd.testing.assert_frame_equal(chunk[r], _draw(dgp, seed), check_exact=True,
+                                      obj=f"replicate {r} of generate_chunk against generate")
+
+
 def check_truth_terms(dgp: DGP) -> None:
     """truth() maps term names that exist (see the module docstring) to finite numbers, the
     same on every call."""
@@ -176,6 +190,7 @@ CHECKS: tuple[Callable[[DGP], None], ...] = (
     check_different_rng_different_outcome,
     check_global_random_state_untouched,
     check_fixed_design_is_fixed,
+    check_chunk_equals_replicates,
     check_truth_terms,
     check_params_round_trip,
     check_invalid_parameters_rejected,

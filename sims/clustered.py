@@ -46,7 +46,7 @@ from typing import ClassVar, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from sims.base import DGP, require, require_nonnegative, require_positive_definite, require_positive_int
+from sims.base import DGP, read_only, require, require_nonnegative, require_positive_definite, require_positive_int
 
 TrialsDistribution = Literal["fixed", "poisson", "uniform"]
 RandomEffectsLaw = Literal["normal", "t", "skewed"]
@@ -77,6 +77,7 @@ class ClusteredDGP(DGP):
     random_effects_skewness: float = 1.0
 
     columns: ClassVar[dict[str, str]] = {"y": "f", "X": "i", "subject": "i"}
+    outcome: ClassVar[str] = "y"
 
     def __post_init__(self):
         require_positive_int(self.n_subjects, "n_subjects")
@@ -110,19 +111,24 @@ class ClusteredDGP(DGP):
     def design(self, trials: np.ndarray | None = None) -> pd.DataFrame:
         """Subject and condition of each row, for trials[s, j] trials per cell (default: n_trials)."""
         X, subject = self._design_columns(trials)
-        return pd.DataFrame({"X": X, "subject": subject})
+        return pd.DataFrame({"X": X.copy(), "subject": subject.copy()})
+
+    def design_columns(self) -> dict[str, np.ndarray]:
+        """The balanced design's X and subject columns (shared by every replicate)."""
+        return self._balanced_columns
 
     def _design_columns(self, trials: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if trials is None:
-            return self._balanced_columns
+            return self._balanced_columns["X"], self._balanced_columns["subject"]
         counts = trials.ravel()
         return (np.repeat(np.tile(np.arange(self.n_conditions), self.n_subjects), counts),
                 np.repeat(np.repeat(np.arange(1, self.n_subjects + 1), self.n_conditions), counts))
 
     @functools.cached_property
-    def _balanced_columns(self) -> tuple[np.ndarray, np.ndarray]:
+    def _balanced_columns(self) -> dict[str, np.ndarray]:
         """The balanced design's X and subject columns, built once (every replicate shares them)."""
-        return self._design_columns(np.full((self.n_subjects, self.n_conditions), self.n_trials))
+        X, subject = self._design_columns(np.full((self.n_subjects, self.n_conditions), self.n_trials))
+        return read_only({"X": X, "subject": subject})
 
     def draw_random_effects(self, rng: np.random.Generator) -> np.ndarray:
         """(n_subjects, 2) draws of (u0, u1) from the law ``random_effects``."""
@@ -148,11 +154,20 @@ class ClusteredDGP(DGP):
         return None
 
     def generate(self, rng: np.random.Generator) -> pd.DataFrame:
+        X, subject, y = self._draw(rng)
+        return pd.DataFrame({"y": y, "X": X.copy(), "subject": subject.copy()})
+
+    def draw_outcome(self, rng: np.random.Generator) -> np.ndarray:
+        """The balanced design's y (``generate(rng)["y"]``, the same draws)."""
+        return self._draw(rng)[2]
+
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """X, subject and y of one replicate: random effects, then trial counts, then noise."""
         effects = self.draw_random_effects(rng)
         X, subject = self._design_columns(self.draw_trials(rng))
         noise = rng.normal(0.0, np.sqrt(self.var_residual), size=len(X))
         y = self.intercept + self.slope * X + effects[subject - 1, 0] + effects[subject - 1, 1] * X + noise
-        return pd.DataFrame({"y": y, "X": X.copy(), "subject": subject.copy()})
+        return X, subject, y
 
     def truth(self) -> dict[str, float]:
         return {"Intercept": self.intercept, "X": self.slope}

@@ -24,7 +24,10 @@ Layouts (``layout``):
 Random parameters (``random_parameters``), as in Barr et al.'s (2013, JML 68:255) simulations:
 each replicate draws b0 ~ U(-3, 3), the four random-effect variances and the residual variance
 ~ U(0, 3) and both correlations ~ U(-0.8, 0.8) (the fixed values of those parameters are then
-not used); b1 stays ``effect``. Independently of that, each replicate deletes a share
+not used); b1 stays ``effect``. In the ``between_items`` layout the item slope is then set to
+zero, as in Barr et al.'s generator (simgen's ``mkDf`` gives items nested in condition a random
+intercept only); its variance and correlation are still drawn, so that the other parameters of a
+replicate are the same in every layout. Independently of that, each replicate deletes a share
 ~ U(0, max_missing_share) of its rows at random (Barr et al. used 0.05).
 
 The defaults (24 subjects x 12 items, b1 = 0.4, subject SDs 0.6 and 0.3 with correlation
@@ -38,12 +41,13 @@ Columns: ``y`` (float), ``condition`` (float, -0.5 / +0.5), ``subject``, ``item`
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import ClassVar, Literal, NamedTuple, get_args
 
 import numpy as np
 import pandas as pd
 
-from sims.base import DGP, require, require_nonnegative, require_positive_int
+from sims.base import DGP, read_only, require, require_nonnegative, require_positive_int
 
 Layout = Literal["counterbalanced", "between_items", "full"]
 
@@ -84,6 +88,7 @@ class CrossedDGP(DGP):
     max_missing_share: float = 0.0
 
     columns: ClassVar[dict[str, str]] = {"y": "f", "condition": "f", "subject": "i", "item": "i", "list": "i"}
+    outcome: ClassVar[str] = "y"
 
     def __post_init__(self):
         require_positive_int(self.n_subjects, "n_subjects")
@@ -108,8 +113,13 @@ class CrossedDGP(DGP):
         """Deleting rows at random changes the design from replicate to replicate."""
         return self.max_missing_share == 0.0
 
-    def design(self) -> pd.DataFrame:
-        """Condition, subject, item and list of each row, sorted by subject and item."""
+    def design_columns(self) -> dict[str, np.ndarray]:
+        """Condition, subject, item and list of each row, sorted by subject and item (before
+        any deletion)."""
+        return self._design_columns
+
+    @functools.cached_property
+    def _design_columns(self) -> dict[str, np.ndarray]:
         subject = np.repeat(np.arange(1, self.n_subjects + 1), self.n_items)
         item = np.tile(np.arange(1, self.n_items + 1), self.n_subjects)
         if self.layout == "counterbalanced":
@@ -122,7 +132,7 @@ class CrossedDGP(DGP):
             subject, item = np.repeat(subject, 2), np.repeat(item, 2)
             lists = np.ones_like(subject)
             condition = np.tile([-0.5, 0.5], self.n_subjects * self.n_items)
-        return pd.DataFrame({"condition": condition, "subject": subject, "item": item, "list": lists})
+        return read_only({"condition": condition, "subject": subject, "item": item, "list": lists})
 
     def variance_parameters(self, rng: np.random.Generator) -> VarianceParameters:
         """This replicate's parameters: the fixed ones, or Barr et al.'s uniform draws."""
@@ -136,31 +146,36 @@ class CrossedDGP(DGP):
         intercept = rng.uniform(*BARR_INTERCEPT_RANGE)
         sds = np.sqrt(rng.uniform(*BARR_VARIANCE_RANGE, size=5))
         correlations = rng.uniform(*BARR_CORRELATION_RANGE, size=2)
+        item_slope_sd = 0.0 if self.layout == "between_items" else sds[3]
         return VarianceParameters(
             intercept,
             covariance_2x2(sds[0], sds[1], correlations[0]),
-            covariance_2x2(sds[2], sds[3], correlations[1]),
+            covariance_2x2(sds[2], item_slope_sd, correlations[1]),
             sds[4],
         )
 
     def generate(self, rng: np.random.Generator) -> pd.DataFrame:
-        parameters = self.variance_parameters(rng)
         frame = self.design()
-        # eigh rather than Cholesky, so that zero SDs (switched-off effects) are allowed.
-        subject_effects = rng.multivariate_normal(np.zeros(2), parameters.subject_covariance, size=self.n_subjects, method="eigh")
-        item_effects = rng.multivariate_normal(np.zeros(2), parameters.item_covariance, size=self.n_items, method="eigh")
-        s, i = frame["subject"].to_numpy() - 1, frame["item"].to_numpy() - 1
-        c = frame["condition"].to_numpy()
-        y = (parameters.intercept + self.effect * c
-             + subject_effects[s, 0] + subject_effects[s, 1] * c
-             + item_effects[i, 0] + item_effects[i, 1] * c
-             + rng.normal(0.0, parameters.residual_sd, size=len(frame)))
-        frame.insert(0, "y", y)
+        frame.insert(0, "y", self.draw_outcome(rng))
         if self.max_missing_share > 0.0:
             n_deleted = round(rng.uniform(0.0, self.max_missing_share) * len(frame))
             deleted = rng.choice(len(frame), size=n_deleted, replace=False)
             frame = frame.drop(index=deleted).reset_index(drop=True)
         return frame
+
+    def draw_outcome(self, rng: np.random.Generator) -> np.ndarray:
+        """y of every row of the design before deletion (``generate(rng)["y"]`` when no rows
+        are deleted; the same draws)."""
+        parameters = self.variance_parameters(rng)
+        columns = self._design_columns
+        s, i, c = columns["subject"] - 1, columns["item"] - 1, columns["condition"]
+        # eigh rather than Cholesky, so that zero SDs (switched-off effects) are allowed.
+        subject_effects = rng.multivariate_normal(np.zeros(2), parameters.subject_covariance, size=self.n_subjects, method="eigh")
+        item_effects = rng.multivariate_normal(np.zeros(2), parameters.item_covariance, size=self.n_items, method="eigh")
+        return (parameters.intercept + self.effect * c
+                + subject_effects[s, 0] + subject_effects[s, 1] * c
+                + item_effects[i, 0] + item_effects[i, 1] * c
+                + rng.normal(0.0, parameters.residual_sd, size=len(c)))
 
     def truth(self) -> dict[str, float]:
         if self.random_parameters:

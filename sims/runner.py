@@ -119,12 +119,21 @@ def _collect(results: Sequence[FitResult], elapsed: np.ndarray) -> EstimatorChun
     return EstimatorChunk(tuple(terms), values, status, [r.message for r in results], elapsed, extras)
 
 
+def draw_chunk(dgp, rngs: list) -> Sequence:
+    """The chunk's replicates, one per generator: ``dgp.generate_chunk`` (one design frame and
+    an outcome matrix for a fixed design, :class:`sims.base.DGP`), or one ``generate`` each for
+    a DGP that does not derive from the base class."""
+    if hasattr(dgp, "generate_chunk"):
+        return dgp.generate_chunk(rngs)
+    return [dgp.generate(rng) for rng in rngs]
+
+
 def run_chunk(cell: Cell, seed: int, reps: range, timeouts: dict[str, float] | None = None) -> ChunkResult:
     """Draw and fit replicates ``reps`` of ``cell``, single-threaded BLAS (reproducible sums)."""
     timeouts = timeouts or {}
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        frames = [cell.dgp.generate(data_rng(seed, cell.index, rep)) for rep in reps]
+        frames = draw_chunk(cell.dgp, [data_rng(seed, cell.index, rep) for rep in reps])
         fixed = bool(getattr(cell.dgp, "fixed_design", False))
         out = {}
         for name, estimator in cell.estimators.items():

@@ -58,13 +58,14 @@ student 1 is the fastest).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from sims.base import DGP, require, require_nonnegative, require_positive_int
+from sims.base import DGP, read_only, require, require_nonnegative, require_positive_int
 
 
 def standard_normal_grid(size: int) -> np.ndarray:
@@ -89,6 +90,7 @@ class SimpsonDGP(DGP):
 
     fixed_design: ClassVar[bool] = True
     columns: ClassVar[dict[str, str]] = {"score": "f", "finishtime": "f", "student": "i"}
+    outcome: ClassVar[str] = "score"
 
     def __post_init__(self):
         for name in ("n_students", "n_tests"):
@@ -109,26 +111,30 @@ class SimpsonDGP(DGP):
         between, within = self.finishtime_between_sd**2, self.finishtime_within_sd**2
         return (self.within_slope * within + self.between_slope * between) / (within + between)
 
-    def design(self) -> pd.DataFrame:
+    def design_columns(self) -> dict[str, np.ndarray]:
         """Finishing time and student of each row (the same in every replicate)."""
+        return self._design_columns
+
+    @functools.cached_property
+    def _design_columns(self) -> dict[str, np.ndarray]:
         typical = self.finishtime_mean + self.finishtime_between_sd * standard_normal_grid(self.n_students)
         deviation = self.finishtime_within_sd * standard_normal_grid(self.n_tests)
-        return pd.DataFrame({
-            "finishtime": (typical[:, None] + deviation[None, :]).ravel(),
-            "student": np.repeat(np.arange(1, self.n_students + 1), self.n_tests),
-        })
+        return read_only({"finishtime": (typical[:, None] + deviation[None, :]).ravel(),
+                          "student": np.repeat(np.arange(1, self.n_students + 1), self.n_tests)})
 
     def generate(self, rng: np.random.Generator) -> pd.DataFrame:
         frame = self.design()
-        student = frame["student"].to_numpy() - 1
-        finishtime = frame["finishtime"].to_numpy()
+        frame.insert(0, "score", self.draw_outcome(rng))
+        return frame
+
+    def draw_outcome(self, rng: np.random.Generator) -> np.ndarray:
+        """The scores of one replicate (``generate(rng)["score"]``, the same draws)."""
+        finishtime, student = self._design_columns["finishtime"], self._design_columns["student"]
         typical = finishtime.reshape(self.n_students, self.n_tests).mean(axis=1)
         ability = (self.between_slope - self.within_slope) * (typical - self.finishtime_mean)
         ability += rng.normal(0.0, self.ability_sd, size=self.n_students)
-        noise = rng.normal(0.0, self.residual_sd, size=len(frame))
-        score = self.intercept + self.within_slope * finishtime + ability[student] + noise
-        frame.insert(0, "score", score)
-        return frame
+        noise = rng.normal(0.0, self.residual_sd, size=len(finishtime))
+        return self.intercept + self.within_slope * finishtime + ability[student - 1] + noise
 
     def truth(self) -> dict[str, float]:
         marginal = self.marginal_slope

@@ -18,6 +18,7 @@ from scipy import stats
 
 import estimators
 import sims
+from estimators.batch import SharedDesignFrames
 from sims.base import DGP, InvalidParameter, require_nonnegative
 from sims.checks import CHECKS, check_dgp
 from sims.clustered import lower_cholesky
@@ -128,7 +129,31 @@ class UncheckedDGP(GoodDGP):
     var_noise: float = 1.0  # never validated
 
 
+class OutcomeMatrixDGP(GoodDGP):
+    """GoodDGP drawing its chunks as one design and an outcome matrix."""
+
+    outcome: ClassVar[str] = "y"
+
+    def design_columns(self):
+        return {"x": np.arange(self.n_rows)}
+
+    def draw_outcome(self, rng):
+        return np.arange(self.n_rows) + rng.normal(0.0, self.sd, self.n_rows)
+
+
+class MismatchedChunkDGP(OutcomeMatrixDGP):
+    def draw_outcome(self, rng):
+        return np.arange(self.n_rows) + rng.normal(0.0, 2 * self.sd, self.n_rows)
+
+
+def test_outcome_matrix_dgp_draws_chunks_as_one_design():
+    chunk = OutcomeMatrixDGP().generate_chunk([rng(1), rng(2)])
+    assert isinstance(chunk, SharedDesignFrames) and chunk.outcomes.shape == (20, 2)
+    check_dgp(OutcomeMatrixDGP())
+
+
 @pytest.mark.parametrize("broken, failing", [
+    (MismatchedChunkDGP, "check_chunk_equals_replicates"),
     (GlobalStateDGP, "check_global_random_state_untouched"),
     (WrongDtypeDGP, "check_generate_declared_columns"),
     (RandomDesignDGP, "check_fixed_design_is_fixed"),
@@ -442,3 +467,16 @@ def test_crossed_random_parameters_follow_barr_ranges():
     for column in range(2):
         check_uniform(correlations[:, column], BARR_CORRELATION_RANGE, f"correlation {column}")
     assert dgp.truth() == {"condition": dgp.effect}
+
+
+def test_crossed_random_parameters_give_items_nested_in_condition_no_slope():
+    """Barr et al.'s between-item data have a by-item intercept only; the other draws are shared."""
+    between = sims.build("crossed", layout="between_items", random_parameters=True)
+    within = sims.build("crossed", layout="counterbalanced", random_parameters=True)
+    for seed in range(20):
+        nested, crossed = between.variance_parameters(rng(seed)), within.variance_parameters(rng(seed))
+        assert nested.item_covariance[1, 1] == 0.0 and nested.item_covariance[0, 1] == 0.0
+        assert crossed.item_covariance[1, 1] > 0.0
+        assert nested.item_covariance[0, 0] == crossed.item_covariance[0, 0]
+        np.testing.assert_array_equal(nested.subject_covariance, crossed.subject_covariance)
+        assert (nested.intercept, nested.residual_sd) == (crossed.intercept, crossed.residual_sd)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import patsy
 
+from estimators.batch import shared_outcomes
 from estimators.design import InputError, outcome_and_matrix
 from estimators.lmm.formula import MixedFormula, RandomTerm, parse_formula
 
@@ -140,7 +141,13 @@ def stack_mixed_outcomes(formula: str | MixedFormula, frames: Sequence[pd.DataFr
 
 def same_design_outcomes(frames: Sequence[pd.DataFrame], outcome: str) -> np.ndarray | None:
     """The (n, R) matrix of column ``outcome`` of each frame when every other column holds the
-    same values in all frames (checked column by column on the arrays), else None."""
+    same values in all frames (checked column by column on the arrays), else None.
+    :class:`~estimators.batch.SharedDesignFrames` hand over their outcome matrix as it is."""
+    Y = shared_outcomes(frames, outcome)
+    if Y is not None:
+        if np.isnan(Y).any():
+            raise InputError(f"column {outcome!r} has missing values")
+        return Y
     first = frames[0]
     if outcome not in first.columns:  # a transformed outcome such as log(y): no shortcut
         return None

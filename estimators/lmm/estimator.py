@@ -18,7 +18,6 @@ from typing import Literal, Sequence, get_args
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from estimators.base import Estimator
 from estimators.design import InputError
@@ -29,7 +28,7 @@ from estimators.lmm.fit import MixedFit, MixedModel
 from estimators.lmm.formula import parse_formula
 from estimators.lmm.lrt import likelihood_ratio_tests
 from estimators.lmm.satterthwaite import satterthwaite_df
-from estimators.result import FitResult, Status
+from estimators.result import FitResult, Status, t_test
 
 Inference = Literal["wald_z", "satterthwaite", "lrt"]
 INFERENCES = get_args(Inference)
@@ -106,7 +105,7 @@ def infer(model: MixedModel, outcomes: OutcomeProducts, fits: list[MixedFit], Y:
         df = satterthwaite_df(model, outcomes, theta, sigma)
     else:
         df = np.full(estimate.shape, np.inf)
-    p_value, lower, upper = t_inference(estimate, std_error, df, alpha)
+    p_value, lower, upper = t_test(estimate, std_error, df, alpha)
     if inference == "lrt":
         full = None if model.reml else np.array([fit.criterion for fit in fits])
         _, p_value, converged = likelihood_ratio_tests(design, Y, full)
@@ -115,18 +114,6 @@ def infer(model: MixedModel, outcomes: OutcomeProducts, fits: list[MixedFit], Y:
                 statuses[r] = (Status.not_converged, "an ML fit of the likelihood-ratio test did not converge")
     return [FitResult(design.fixed_names, estimate[r], std_error[r], df[r], lower[r], upper[r], p_value[r], *statuses[r])
             for r in range(len(fits))]
-
-
-def t_inference(estimate: np.ndarray, std_error: np.ndarray, df: np.ndarray, alpha: float):
-    """p-values and 1 - alpha intervals against t(df) (the normal law where df is infinite), for
-    all replicates at once; the formulas of :func:`estimators.result.wald_inference`:
-
-        p = 2 P(T_df > |estimate / SE|),   CI = estimate -/+ q_{1 - alpha/2}(T_df) SE.
-    """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p_value = 2.0 * stats.t.sf(np.abs(estimate / std_error), df)
-        half_width = stats.t.ppf(1.0 - alpha / 2.0, df) * std_error
-    return p_value, estimate - half_width, estimate + half_width
 
 
 def _status(fit: MixedFit) -> tuple[Status, str]:
