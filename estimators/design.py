@@ -38,15 +38,6 @@ class Design:
             value = self._derived[name] = compute()
             return value
 
-    def same_as(self, other: "Design") -> bool:
-        """True when two designs differ at most in the outcome values."""
-        return (
-            self.terms == other.terms
-            and self.X.shape == other.X.shape
-            and np.array_equal(self.X, other.X)
-            and (self.clusters is None) == (other.clusters is None)
-            and (self.clusters is None or np.array_equal(self.clusters, other.clusters))
-        )
 
 
 class InputError(ValueError):

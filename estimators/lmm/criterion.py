@@ -40,17 +40,6 @@ def sigma_hat(r2, n: int, p: int, reml: bool):
     return np.sqrt(np.asarray(r2) / residual_dof(n, p, reml))
 
 
-def reml_deviance(logdet_L, logdet_RX, r2, sigma, n: int, p: int):
-    """REML deviance at (theta, sigma) with beta integrated out but sigma not profiled:
-
-        D(theta, sigma) = log|L_theta|^2 + log|R_X|^2 + r^2 / sigma^2 + (n - p) log(2 pi sigma^2)
-
-    (lmerTest's ``devfun_vp``; Kuznetsova, Brockhoff & Christensen 2017). At
-    sigma^2 = r^2 / (n - p) it equals the profiled REML criterion.
-    """
-    return logdet_L + logdet_RX + r2 / sigma**2 + (n - p) * (LOG_2PI + 2.0 * np.log(sigma))
-
-
 def information_criteria(criterion, n: int, n_params: int) -> tuple[float, float]:
     """AIC = criterion + 2 k and BIC = criterion + k log n, with k = p + n_theta + 1 (lme4's
     ``logLik`` df; the REML criterion for REML fits, as lme4's ``AIC`` and ``BIC`` use)."""

@@ -126,19 +126,6 @@ def _level_codes(data: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarray
     return codes.astype(np.intp), len(uniques)
 
 
-def stack_mixed_outcomes(formula: str | MixedFormula, frames: Sequence[pd.DataFrame]) -> tuple[MixedDesign, np.ndarray] | None:
-    """One design and an (n, R) outcome matrix when the frames differ only in the outcome, else None.
-
-    Only the first frame goes through patsy.
-    """
-    parsed = parse_formula(formula) if isinstance(formula, str) else formula
-    Y = same_design_outcomes(frames, parsed.outcome)
-    if Y is None:
-        return None
-    design, _ = build_mixed_design(parsed, frames[0])
-    return design, Y
-
-
 def same_design_outcomes(frames: Sequence[pd.DataFrame], outcome: str) -> np.ndarray | None:
     """The (n, R) matrix of column ``outcome`` of each frame when every other column holds the
     same values in all frames (checked column by column on the arrays), else None.

@@ -214,9 +214,3 @@ def _block_diagonal(blocks: list[np.ndarray]) -> np.ndarray:
         out[start:start + k, start:start + k] = b
         start += k
     return out
-
-
-def fit_mixed_model(design: MixedDesign, Y: np.ndarray, reml: bool = True) -> list[MixedFit]:
-    """Fit the design to each column of Y (n x R)."""
-    model = MixedModel.from_design(design, reml)
-    return model.fit(model.outcomes(Y))

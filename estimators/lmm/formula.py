@@ -59,9 +59,6 @@ class MixedFormula:
     def fixed_formula(self) -> str:
         return f"{self.outcome} ~ {self.fixed}"
 
-    def with_random(self, random: tuple[RandomTerm, ...]) -> "MixedFormula":
-        return MixedFormula(self.outcome, self.fixed, tuple(random))
-
     def __str__(self) -> str:
         return " + ".join([self.fixed_formula, *map(str, self.random)])
 

@@ -2,8 +2,10 @@
 Mixed Effects Models", JSS 82(13), section 3.1; Satterthwaite 1946).
 
 With phi = (theta, sigma), C(phi) = sigma^2 (R_X'R_X)^-1 the covariance of beta-hat, and
-D(phi) the REML (or, for ML fits, ML) deviance before sigma is profiled out
-(:func:`.criterion.reml_deviance`; the ML one drops log|R_X|^2 and has n for n - p),
+D(phi) the REML (or, for ML fits, ML) deviance before sigma is profiled out (lmerTest's
+``devfun_vp``; the ML one drops log|R_X|^2 and has n for n - p),
+
+    D(theta, sigma) = log|L_theta|^2 + log|R_X|^2 + r^2 / sigma^2 + (n - p) log(2 pi sigma^2),
 
     A = 2 H^+,   H = d^2 D / d phi d phi'   (pseudo-inverse over eigenvalues > 1e-8, as lmerTest),
     g = d (l'C l) / d phi,
