@@ -16,7 +16,7 @@ from estimators.lmm.cholesky import BlockedCholesky, factorize
 from estimators.lmm.criterion import information_criteria, profiled_criterion, profiled_gradient, sigma_hat
 from estimators.lmm.crossprod import DesignProducts, OutcomeProducts, design_products, outcome_products
 from estimators.lmm.design import MixedDesign
-from estimators.lmm.optimize import inverse_hessian_fd, minimize_batch, passes_lme4_gradient_check
+from estimators.lmm.optimize import hessian_fd, inverse_hessian_fd, minimize_batch, passes_lme4_gradient_check
 from estimators.lmm.start import moment_start
 from estimators.lmm.theta import ThetaLayout, covariance, pca_proportions, sds_and_correlations
 
@@ -156,7 +156,19 @@ class MixedModel:
             H0, exact = inverse_hessian_fd(objective, x0)
         result = minimize_batch(objective, x0, H0, exact)
         theta = self._probe_boundary(outcomes, self.layout.rectify(result.x), result.f)
-        return self._summaries(outcomes, theta, result)
+        return self._summaries(outcomes, theta, result, self._converged(objective, result, theta))
+
+    def _converged(self, objective, result, theta: np.ndarray) -> np.ndarray:
+        """lme4's verdict (``checkConv``): converged when the optimiser says so, when the fit is
+        singular (lme4 skips its gradient checks there), or when the gradient at the optimum
+        passes lme4's check against the finite-difference Hessian there (lme4's ``derivs``),
+        computed for the rows that need it only."""
+        settled = result.converged | self.layout.is_singular(theta)
+        unsettled = np.flatnonzero(~settled)
+        if unsettled.size:
+            hessian = hessian_fd(objective, result.x[unsettled], unsettled)
+            settled[unsettled] = passes_lme4_gradient_check(result.g[unsettled], hessian)
+        return settled
 
     def _probe_boundary(self, outcomes: OutcomeProducts, theta: np.ndarray, value: np.ndarray) -> np.ndarray:
         """Set near-zero diagonal elements to exactly 0 where that does not raise the criterion
@@ -175,7 +187,7 @@ class MixedModel:
         theta[rows[better]] = candidate[better]
         return theta
 
-    def _summaries(self, outcomes: OutcomeProducts, theta: np.ndarray, result) -> list[MixedFit]:
+    def _summaries(self, outcomes: OutcomeProducts, theta: np.ndarray, result, converged: np.ndarray) -> list[MixedFit]:
         P = self.products
         R = theta.shape[0]
         F = self.factorize(outcomes, theta, np.arange(R))
@@ -186,7 +198,7 @@ class MixedModel:
         singular = self.layout.is_singular(theta)
         factors = self.layout.factors(theta)
         theta_names = self.theta_names
-        converged = (result.converged | passes_lme4_gradient_check(result.g, result.H)) & np.isfinite(criterion)
+        converged = converged & np.isfinite(criterion)
         fits = []
         for r in range(R):
             components = []

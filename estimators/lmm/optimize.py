@@ -159,14 +159,20 @@ def minimize_batch(
 LME4_GRADIENT_TOLERANCE = 2e-3
 
 
-def passes_lme4_gradient_check(g: np.ndarray, H: np.ndarray) -> np.ndarray:
-    """Per row, lme4's convergence verdict (``checkConv``): with the gradient g of the deviance
-    and the scaled gradient H g (H the inverse Hessian, so H g is the Newton step),
-    max_i min(|(H g)_i|, |g_i|) < 0.002. Where the criterion is flat in theta (a large variance
-    ratio) the optimiser may stop on its iteration limit with a tiny gradient; lme4 calls that
-    converged, and so do we."""
-    scaled = np.einsum("rij,rj->ri", H, g)
-    return np.max(np.minimum(np.abs(scaled), np.abs(g)), axis=-1) < LME4_GRADIENT_TOLERANCE
+def passes_lme4_gradient_check(g: np.ndarray, hessian: np.ndarray) -> np.ndarray:
+    """Per row, lme4's gradient verdict (``checkConv``, check.conv.grad): with the gradient g of
+    the deviance and its Hessian H = U'U (Cholesky, U upper triangular), the scaled gradient is
+    U^{-1} g (lme4's ``solve(chol(Hessian), gradient)``), and the fit passes when
+    max_i min(|(U^{-1} g)_i|, |g_i|) < 0.002. A Hessian that is not positive definite fails (lme4:
+    "unable to evaluate scaled gradient"). Where the criterion is flat in theta (a large variance
+    ratio) a tiny gradient passes although the optimiser stopped on its iteration limit."""
+    hessian = 0.5 * (hessian + np.swapaxes(hessian, -1, -2))
+    values = np.linalg.eigvalsh(hessian)
+    positive = np.all(np.isfinite(values), axis=-1) & (values[..., 0] > 0)
+    m = g.shape[-1]
+    lower = np.linalg.cholesky(np.where(positive[:, None, None], hessian, np.eye(m)))
+    scaled = np.linalg.solve(np.swapaxes(lower, -1, -2), g[..., None])[..., 0]
+    return positive & (np.max(np.minimum(np.abs(scaled), np.abs(g)), axis=-1) < LME4_GRADIENT_TOLERANCE)
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -205,19 +211,25 @@ def _bfgs_update(H: np.ndarray, s: np.ndarray, y: np.ndarray, sy: np.ndarray) ->
     return V @ H @ np.swapaxes(V, -1, -2) + rho[:, None, None] * s[:, :, None] * s[:, None, :]
 
 
-def inverse_hessian_fd(objective: Objective, x: np.ndarray, step: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse Hessians (R, m, m) at the rows of ``x`` from central differences of the gradient,
-    all 2m perturbed points of all rows in one call, and a mask of the rows where the Hessian is
-    positive definite (elsewhere the identity is returned)."""
+def hessian_fd(objective: Objective, x: np.ndarray, rows: np.ndarray | None = None, step: float = 1e-4) -> np.ndarray:
+    """Hessians (R, m, m) at the rows ``rows`` (default: all) of the objective, at the points
+    ``x`` (R, m), from central differences of the gradient, all 2m perturbed points of all rows
+    in one call, symmetrised."""
     R, m = x.shape
-    rows = np.arange(R)
+    rows = np.arange(R) if rows is None else rows
     offsets = step * np.eye(m)
     points = np.concatenate([x + offsets[i] for i in range(m)] + [x - offsets[i] for i in range(m)])
     _, g = objective(points, np.tile(rows, 2 * m))
     g = g.reshape(2, m, R, m)
     hessian = np.swapaxes(g[0] - g[1], 0, 1) / (2.0 * step)  # (R, i, j)
-    hessian = 0.5 * (hessian + np.swapaxes(hessian, -1, -2))
-    values, vectors = np.linalg.eigh(hessian)
+    return 0.5 * (hessian + np.swapaxes(hessian, -1, -2))
+
+
+def inverse_hessian_fd(objective: Objective, x: np.ndarray, step: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse Hessians (R, m, m) at the rows of ``x`` (:func:`hessian_fd`), and a mask of the
+    rows where the Hessian is positive definite (elsewhere the identity is returned)."""
+    m = x.shape[1]
+    values, vectors = np.linalg.eigh(hessian_fd(objective, x, step=step))
     positive = np.all(np.isfinite(values), axis=1) & (values[:, 0] > 1e-10 * np.abs(values[:, -1]))
     safe = np.where(positive[:, None], values, 1.0)
     inverse = (vectors / safe[:, None, :]) @ np.swapaxes(vectors, -1, -2)
