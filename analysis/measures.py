@@ -206,8 +206,16 @@ class RepMeans:
 
     def compute_pending(self) -> None:
         for name, x in self.pending.items():
-            self.known[name] = x.mean("rep").compute()
+            self.known[name], = one_pass(x.mean("rep"))
         self.pending.clear()
+
+
+def one_pass(*arrays):
+    """``dask.compute(*arrays)`` in this thread: one pass over the blocks the arrays read, each
+    reduced and let go in turn (dask's threaded scheduler would keep a block per worker thread
+    and spread the allocations over per-thread malloc arenas, which a summary of a few
+    dozen small reductions gains little from)."""
+    return dask.compute(*arrays, scheduler="synchronous")
 
 
 _rep_means: ContextVar[RepMeans | None] = ContextVar("rep_means", default=None)
@@ -464,7 +472,7 @@ def summarise(ds: xr.Dataset, alpha: float | None = None, *, alphas: Iterable[fl
         inputs = for_reduction(ds)
         rep = Replicates.from_dataset(inputs)
         out = with_means_first(lambda: {name: compute_measure(rep, name, alpha, reference) for name in names})
-        out = {name: Measure(*dask.compute(*measure)) for name, measure in out.items()}
+        out = {name: Measure(*one_pass(*measure)) for name, measure in out.items()}
         measure_coord = xr.DataArray(list(out), dims="measure", name="measure")
 
         def stacked(k: int) -> xr.DataArray:
@@ -477,7 +485,7 @@ def summarise(ds: xr.Dataset, alpha: float | None = None, *, alphas: Iterable[fl
         # every fit failed keeps its rows, which say so.
         finite = np.isfinite(inputs["estimate"]).any("rep")
         reported = finite | ~finite.any("term")
-        result = xr.merge([result, reported.rename("reported")]).compute()
+        result, = one_pass(xr.merge([result, reported.rename("reported")]))
     keep = result["reported"]
     result = result.drop_vars("reported")
     result["value"] = result["value"].where(keep)
