@@ -23,6 +23,7 @@ from analysis.table import format_table
 from sims.api import compose, open_mapping_overrides
 from sims.presets import ConfigError, available, conf_dir
 from sims.rundir import RunBrokeOff, run_in_directory
+from sims.runner import release_workers
 from sims.store import RESULTS
 from sims.study import StudySchema, validate
 
@@ -88,12 +89,14 @@ def _check_composition(overrides: list[str]) -> None:
 def _run(cfg: DictConfig) -> None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        dataset = run_in_directory(validate(cfg), output_dir)
+        study = validate(cfg)
+        dataset = run_in_directory(study, output_dir)
     except ConfigError as error:
         fail(str(error))
     except RunBrokeOff as error:
         fail(f"runner: the run broke off ({error}); finished chunks are saved in "
              f"{output_dir / RESULTS}: rerun the same command to resume", code=1)
+    release_workers(study)
     summary = summarise(dataset)
     to_tidy(summary).to_csv(output_dir / SUMMARY, index=False)
     log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)

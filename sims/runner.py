@@ -167,6 +167,16 @@ def execute(study: Study, tasks: Sequence[tuple[int, range]]) -> Iterator[ChunkR
     )
 
 
+def release_workers(study: Study) -> None:
+    """Stop joblib's reusable loky worker processes once a study's chunks are done (they would
+    otherwise idle, holding their memory, for loky's five-minute time-out while the summary and
+    report are computed). The dask backend's LocalCluster is closed by :func:`execute` itself."""
+    if study.config.runner.backend == "loky" and study.n_jobs != 1:
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
+
+
 def _execute_dask(study: Study, tasks) -> Iterator[ChunkResult]:
     """Chunks as dask.distributed futures, on the cluster at ``runner.address`` or on a
     LocalCluster of ``n_jobs`` single-threaded worker processes."""

@@ -1,13 +1,18 @@
 """The dask backend gives the local runner's bits; a hanging fit times out alone."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import xarray as xr
 
 from estimators.result import Status
 from sims.api import run_study
 from sims.seeding import data_rng
 from sims.api import compose
+from sims.rundir import run_in_directory
+from sims.runner import release_workers
 from sims.study import validate
 
 STUDY = ("n_reps=24", "runner.chunk_size=5", "grid.dgp.n_subjects=[6,12]",
@@ -36,3 +41,25 @@ def test_a_hanging_fit_times_out_and_leaves_the_others_intact():
                                   ds["estimate"].sel(estimator="ols").values[~hung])
     assert np.isnan(ds["estimate"].sel(estimator="slow").values[hung]).all()
     assert (ds["elapsed_s"].sel(estimator="slow").values < 5).all()
+
+
+def loky_worker_pids() -> list[int]:
+    """This process's children that are loky worker processes (Linux /proc)."""
+    pids = []
+    for task in Path("/proc/self/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline")
+            if cmdline.exists() and b"popen_loky" in cmdline.read_bytes():
+                pids.append(int(child))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+def test_workers_are_released_after_the_chunks(tmp_path):
+    """The command line stops the loky workers before summarising, so they do not idle with
+    their memory through the summary and the report."""
+    study = validate(compose(["n_reps=8", "runner.chunk_size=2", "runner.n_jobs=2", "estimators={ols: ols}"]))
+    run_in_directory(study, tmp_path)
+    assert loky_worker_pids()
+    release_workers(study)
+    assert not loky_worker_pids()
