@@ -155,8 +155,9 @@ def stack_numeric_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster
 
 
 def require_no_missing(Y: np.ndarray, outcome: str, formula: str) -> np.ndarray:
-    """``Y``, unless it holds a missing value (InputError naming the outcome column)."""
-    if np.isnan(Y).any():
+    """``Y``, unless it holds a missing value (InputError naming the outcome column). The sum of
+    Y is NaN when a value is (or when +inf meets -inf), so the elementwise test runs only then."""
+    if np.isnan(Y.sum()) and np.isnan(Y).any():
         raise InputError(f"column {outcome!r} has missing values (formula {formula!r})")
     return Y
 
