@@ -69,7 +69,7 @@ SEED = 20210415
 SLOW_RATE = 100.0
 
 
-REPEATS = 3
+REPEATS = 5
 
 
 def cpu_seconds(work: Callable[[], object], repeats: int = 1) -> float:

@@ -62,8 +62,9 @@ class OLS(SharedDesignEstimator):
         if self.vcov == "iid":
             return sandwich.vcov_iid(M, E, n - p), float(n - p)
         if self.vcov.startswith("HC"):
-            leverage = design.derived("leverages", lambda: sandwich.leverages(X, M))
-            return sandwich.vcov_hc(X, M, E, self.vcov, leverage), float(n - p)
+            weighted_outer = design.derived(("hc_weighted_outer", self.vcov),
+                                            lambda: sandwich.hc_weighted_outer(X, M, self.vcov))
+            return sandwich.vcov_hc(X, M, E, self.vcov, weighted_outer), float(n - p)
         clusters, G, kind = design.clusters, design.n_clusters, self.vcov
         adjustments = design.derived(("cluster_adjustments", kind),
                                      lambda: sandwich.cluster_adjustments(X, M, clusters, G, kind))

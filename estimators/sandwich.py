@@ -55,19 +55,28 @@ def vcov_iid(M: np.ndarray, E: np.ndarray, residual_df: int) -> np.ndarray:
     return sigma2[:, None, None] * M[None, :, :]
 
 
-def vcov_hc(X: np.ndarray, M: np.ndarray, E: np.ndarray, kind: HCType, leverage: np.ndarray | None = None) -> np.ndarray:
-    """HC0: e_i^2; HC1: n/(n-p) e_i^2; HC2: e_i^2/(1-h_i); HC3: e_i^2/(1-h_i)^2, with the
-    leverages h (:func:`leverages`, computed here when not given)."""
+def hc_weighted_outer(X: np.ndarray, M: np.ndarray, kind: HCType) -> np.ndarray:
+    """The (p*p, n) matrix whose column i is w_i vec(x_i x_i'), with w_i = 1 (HC0, HC1),
+    1/(1-h_i) (HC2) or 1/(1-h_i)^2 (HC3) and h the leverages: everything of the HC meat that
+    depends on the design alone."""
     n, p = X.shape
     if kind in ("HC0", "HC1"):
         weight = np.ones(n)
     else:
-        one_minus_h = 1.0 - (leverages(X, M) if leverage is None else leverage)
+        one_minus_h = 1.0 - leverages(X, M)
         weight = 1.0 / one_minus_h if kind == "HC2" else 1.0 / one_minus_h**2
-    # meat_r = sum_i w_i e_ir^2 x_i x_i': one product of the (p*p, n) outer products of the rows
-    # of X with the weighted squared residuals.
-    outer = (X[:, :, None] * X[:, None, :]).reshape(n, p * p)
-    meat = columnwise(outer.T, weight[:, None] * E**2).reshape(p, p, -1).transpose(2, 0, 1)
+    return (weight[:, None, None] * X[:, :, None] * X[:, None, :]).reshape(n, p * p).T
+
+
+def vcov_hc(X: np.ndarray, M: np.ndarray, E: np.ndarray, kind: HCType,
+            weighted_outer: np.ndarray | None = None) -> np.ndarray:
+    """HC0: e_i^2; HC1: n/(n-p) e_i^2; HC2: e_i^2/(1-h_i); HC3: e_i^2/(1-h_i)^2:
+    meat_r = sum_i e_ir^2 w_i x_i x_i', one product of :func:`hc_weighted_outer` (computed here
+    when not given) with the squared residuals."""
+    n, p = X.shape
+    if weighted_outer is None:
+        weighted_outer = hc_weighted_outer(X, M, kind)
+    meat = columnwise(weighted_outer, E**2).reshape(p, p, -1).transpose(2, 0, 1)
     V = sandwich(M, meat)
     return V * (n / (n - p)) if kind == "HC1" else V
 
