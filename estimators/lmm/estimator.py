@@ -10,7 +10,10 @@ Inference per fixed-effect term (``inference``):
 
 Status: a fit whose optimiser did not converge is ``not_converged`` (numbers kept); a fit with
 a relative-factor diagonal below 1e-4 (lme4's ``isSingular``) is ``singular`` and counts as a
-valid replicate, as in lme4, where such fits are reported with a message but not dropped.
+valid replicate, as in lme4, where such fits are reported with a message but not dropped. With
+``lrt``, a term whose reduced ML fit does not converge has no p-value (NaN, said in the message)
+while the other terms keep theirs; when no test stands (the full ML fit failed) the fit is
+``not_converged``.
 """
 from __future__ import annotations
 
@@ -109,9 +112,16 @@ def infer(model: MixedModel, outcomes: OutcomeProducts, fits: list[MixedFit], Y:
     if inference == "lrt":
         full = None if model.reml else np.array([fit.criterion for fit in fits])
         _, p_value, converged = likelihood_ratio_tests(design, Y, full)
+        p_value = np.where(converged, p_value, np.nan)
         for r in np.flatnonzero(~converged.all(axis=1)):
-            if statuses[r][0] != Status.not_converged:
-                statuses[r] = (Status.not_converged, "an ML fit of the likelihood-ratio test did not converge")
+            if statuses[r][0] == Status.not_converged:
+                continue
+            untested = [name for name, ok in zip(design.fixed_names, converged[r]) if not ok]
+            if len(untested) == len(design.fixed_names):
+                statuses[r] = (Status.not_converged, "the ML fits of the likelihood-ratio tests did not converge")
+            else:  # the other terms' tests stand
+                statuses[r] = (statuses[r][0], f"no likelihood-ratio test of {', '.join(untested)}: "
+                                               "the ML fit without it did not converge")
     return [FitResult(design.fixed_names, estimate[r], std_error[r], df[r], lower[r], upper[r], p_value[r], *statuses[r])
             for r in range(len(fits))]
 
