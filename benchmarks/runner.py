@@ -107,7 +107,7 @@ def peak_memory_mib(n_reps: int) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["speedup", "overhead", "memory"])
-    parser.add_argument("--reps", type=int, default=400, help="replicates for speed-up and overhead")
+    parser.add_argument("--reps", type=int, default=800, help="replicates for speed-up and overhead")
     parser.add_argument("--memory-reps", type=int, nargs="+", default=[10_000, 1_000_000])
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
