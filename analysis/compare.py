@@ -34,7 +34,8 @@ import numpy as np
 import xarray as xr
 
 from analysis.measures import (Measure, Replicates, _check_estimator, compute_measure, for_reduction,
-                               measure_names, parse_rejection, quiet_arithmetic)
+                               measure_names, parse_rejection, quiet_arithmetic, rep_mean,
+                               with_means_first)
 from analysis.schema import grid_dims
 
 METHOD = "delta method (influence values per replicate)"
@@ -49,7 +50,7 @@ def _scaled(values: xr.DataArray, usable: xr.DataArray, total: xr.DataArray) -> 
 def influence_mean(x: xr.DataArray) -> xr.DataArray:
     """Influence of each replicate on a mean over the replicates where ``x`` is finite."""
     usable = np.isfinite(x)
-    return _scaled(x - x.mean("rep"), usable, xr.ones_like(x, dtype=bool).sum("rep"))
+    return _scaled(x - rep_mean(x), usable, xr.ones_like(x, dtype=bool).sum("rep"))
 
 
 def influence_proportion(events: xr.DataArray, usable: xr.DataArray) -> xr.DataArray:
@@ -60,14 +61,14 @@ def influence_proportion(events: xr.DataArray, usable: xr.DataArray) -> xr.DataA
 
 def influence_empse(estimate: xr.DataArray) -> xr.DataArray:
     """Influence on empse: (N/n) v_i ((t_i - t_bar)^2 - m2) / (2 empse)."""
-    deviation2 = (estimate - estimate.mean("rep")) ** 2
-    return influence_mean(deviation2) / (2 * np.sqrt(deviation2.mean("rep")))
+    deviation2 = (estimate - rep_mean(estimate)) ** 2
+    return influence_mean(deviation2) / (2 * np.sqrt(rep_mean(deviation2)))
 
 
 def influence_modelse(std_error: xr.DataArray) -> xr.DataArray:
     """Influence on modelse = sqrt(mean s_i^2): psi(mean s^2) / (2 modelse)."""
     variance = std_error**2
-    return influence_mean(variance) / (2 * np.sqrt(variance.mean("rep")))
+    return influence_mean(variance) / (2 * np.sqrt(rep_mean(variance)))
 
 
 def influence(rep: Replicates, measure: str, alpha: float, reference: str | None = None) -> xr.DataArray:
@@ -81,21 +82,21 @@ def influence(rep: Replicates, measure: str, alpha: float, reference: str | None
         return influence_mean((rep.estimate - rep.truth) ** 2)
     if measure == "rmse":
         error2 = (rep.estimate - rep.truth) ** 2
-        return influence_mean(error2) / (2 * np.sqrt(error2.mean("rep")))
+        return influence_mean(error2) / (2 * np.sqrt(rep_mean(error2)))
     if measure == "empse":
         return influence_empse(rep.estimate)
     if measure == "modelse":
         return influence_modelse(rep.std_error)
     if measure == "relerror_modelse":
-        empse = np.sqrt(((rep.estimate - rep.estimate.mean("rep")) ** 2).mean("rep"))
-        modelse = np.sqrt((rep.std_error**2).mean("rep"))
+        empse = np.sqrt(rep_mean((rep.estimate - rep_mean(rep.estimate)) ** 2))
+        modelse = np.sqrt(rep_mean(rep.std_error**2))
         ratio = modelse / empse
         return 100 * ratio * (influence_modelse(rep.std_error).fillna(0) / modelse
                               - influence_empse(rep.estimate).fillna(0) / empse)
     if measure == "relprec":
         if reference is None:
             raise ValueError("relprec needs a reference estimator")
-        empse = np.sqrt(((rep.estimate - rep.estimate.mean("rep")) ** 2).mean("rep"))
+        empse = np.sqrt(rep_mean((rep.estimate - rep_mean(rep.estimate)) ** 2))
         psi = influence_empse(rep.estimate).fillna(0)
         psi_ref = psi.sel(estimator=reference, drop=True)
         empse_ref = empse.sel(estimator=reference, drop=True)
@@ -107,7 +108,7 @@ def influence(rep: Replicates, measure: str, alpha: float, reference: str | None
         covered = (rep.lower <= rep.truth) & (rep.truth <= rep.upper) & rep.ci_usable
         return influence_proportion(covered, xr.ones_like(rep.ci_usable, dtype=bool))
     if measure == "becoverage":
-        center = rep.estimate.mean("rep")
+        center = rep_mean(rep.estimate)
         return influence_proportion((rep.lower <= center) & (center <= rep.upper), rep.ci_usable)
     if measure == "ci_width":
         return influence_mean(rep.upper - rep.lower)
@@ -133,7 +134,9 @@ def compare(ds: xr.Dataset, a: str, b: str, measure: str, *, alpha: float | None
     ``mcse`` (paired, by the delta method over replicates: see the module docstring),
     ``mcse_unpaired`` (sqrt(mcse_a^2 + mcse_b^2) from the same influence values, what the
     pairing saves), and ``n_a``, ``n_b`` (replicates each measure used). ``alpha`` and
-    ``reference`` mean what they mean in ``summarise``. Works on lazily opened datasets.
+    ``reference`` mean what they mean in ``summarise``. Works on lazily opened datasets: as in
+    ``summarise``, every mean over replicates the influence values centre on is computed first
+    (:func:`~analysis.measures.with_means_first`), then the sums in one pass.
     """
     alpha = float(ds.attrs.get("alpha", 0.05) if alpha is None else alpha)
     a = _check_estimator(ds, a, "a")
@@ -143,20 +146,24 @@ def compare(ds: xr.Dataset, a: str, b: str, measure: str, *, alpha: float | None
     names = list(dict.fromkeys([a, b, reference] if measure == "relprec" else [a, b]))
     with quiet_arithmetic():
         rep = Replicates.from_dataset(for_reduction(ds.sel(estimator=names)))
-        measured: Measure = compute_measure(rep, measure, alpha, reference)
-        psi = influence(rep, measure, alpha, reference).fillna(0.0)
         total = rep.valid.sizes["rep"]
         denominator = total * (total - 1)
-        psi_a, psi_b = psi.sel(estimator=a, drop=True), psi.sel(estimator=b, drop=True)
-        value = measured.value.sel(estimator=a, drop=True) - measured.value.sel(estimator=b, drop=True)
-        result = xr.Dataset({
-            "value": value,
-            "mcse": np.sqrt(((psi_a - psi_b) ** 2).sum("rep") / denominator).where(value.notnull()),
-            "mcse_unpaired": np.sqrt(((psi_a**2).sum("rep") + (psi_b**2).sum("rep")) / denominator).where(
-                value.notnull()),
-            "n_a": measured.n.sel(estimator=a, drop=True),
-            "n_b": measured.n.sel(estimator=b, drop=True),
-        }).compute()
+
+        def build() -> xr.Dataset:
+            measured: Measure = compute_measure(rep, measure, alpha, reference)
+            psi = influence(rep, measure, alpha, reference).fillna(0.0)
+            psi_a, psi_b = psi.sel(estimator=a, drop=True), psi.sel(estimator=b, drop=True)
+            value = measured.value.sel(estimator=a, drop=True) - measured.value.sel(estimator=b, drop=True)
+            return xr.Dataset({
+                "value": value,
+                "mcse": np.sqrt(((psi_a - psi_b) ** 2).sum("rep") / denominator).where(value.notnull()),
+                "mcse_unpaired": np.sqrt(((psi_a**2).sum("rep") + (psi_b**2).sum("rep")) / denominator).where(
+                    value.notnull()),
+                "n_a": measured.n.sel(estimator=a, drop=True),
+                "n_b": measured.n.sel(estimator=b, drop=True),
+            })
+
+        result = with_means_first(build).compute(scheduler="synchronous")
     for name in ("n_a", "n_b"):
         result[name] = result[name].astype(np.int64)
     result.attrs.update(a=a, b=b, measure=measure, alpha=alpha, reference=reference, method=METHOD)

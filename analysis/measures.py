@@ -218,6 +218,7 @@ def one_pass(*arrays):
     return dask.compute(*arrays, scheduler="synchronous")
 
 
+MEAN_ROUNDS = 3  # the deepest nesting of means over replicates in a measure (compare's rmse: 2)
 _rep_means: ContextVar[RepMeans | None] = ContextVar("rep_means", default=None)
 
 
@@ -231,14 +232,21 @@ def rep_mean(x: xr.DataArray) -> xr.DataArray:
 
 
 def with_means_first(build):
-    """``build()`` (lazy measures) after one pass over the store has computed every mean over
-    replicates that ``build`` takes, so that what it returns reads each block once."""
+    """``build()`` (lazy measures) after passes over the store have computed every mean over
+    replicates that ``build`` takes, so that what it returns reads each block once. Building
+    collects the means; a mean of something centred on another mean (a mean squared deviation)
+    appears once that one is known, hence the rounds (any mean still pending after them is left
+    lazy in the result: the same numbers, with more blocks held)."""
     means = RepMeans()
     token = _rep_means.set(means)
     try:
-        build()  # the graph only: collects the arrays whose means the measures take
-        means.compute_pending()
-        return build()
+        result = build()
+        for _ in range(MEAN_ROUNDS):
+            if not means.pending:
+                break
+            means.compute_pending()
+            result = build()
+        return result
     finally:
         _rep_means.reset(token)
 
