@@ -13,9 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from estimators.design import stack_numeric_outcomes
-from estimators.batch import SharedDesignFrames
-from estimators.design_cache import design_and_outcome, shared_design_and_outcomes
+from estimators.design_cache import design_and_outcome, stack_chunk
 from estimators.result import FitResult
 
 
@@ -89,11 +87,7 @@ class SharedDesignEstimator(Estimator):
     def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
         """All replicates of a shared design at once; falls back to one by one when the frames
         differ in more than the outcome."""
-        stacked = None
-        if isinstance(frames, SharedDesignFrames):
-            stacked = shared_design_and_outcomes(self.formula, frames, self.design_cluster)
-        if stacked is None:
-            stacked = stack_numeric_outcomes(self.formula, frames, self.design_cluster, design_and_outcome)
+        stacked = stack_chunk(self.formula, frames, self.design_cluster)
         if stacked is None:
             return super().fit_batch(frames, rngs)
         return self._fit_design(*stacked)

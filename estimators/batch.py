@@ -42,14 +42,10 @@ class SharedDesignFrames(Sequence[pd.DataFrame]):
         return pd.DataFrame({self.outcome: self.outcomes[:, index].copy(),
                              **{name: values.copy() for name, values in self.columns.items()}})
 
-    def outcomes_of(self, outcome: str) -> np.ndarray | None:
-        """The (n, R) outcome matrix if ``outcome`` is the column that varies, else None."""
-        return self.outcomes if outcome == self.outcome else None
-
 
 def shared_outcomes(frames: Sequence[pd.DataFrame], outcome: str) -> np.ndarray | None:
     """The outcome matrix of ``frames`` without reading a frame, when they are
     :class:`SharedDesignFrames` varying in ``outcome``; else None."""
-    if isinstance(frames, SharedDesignFrames):
-        return frames.outcomes_of(outcome)
+    if isinstance(frames, SharedDesignFrames) and frames.outcome == outcome:
+        return frames.outcomes
     return None

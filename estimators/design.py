@@ -12,8 +12,6 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from estimators.batch import SharedDesignFrames, shared_outcomes
-
 T = TypeVar("T")
 
 
@@ -123,15 +121,10 @@ def stack_numeric_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster
     Each frame is read once as one float array (``DataFrame.to_numpy``); every column but the
     outcome must equal the first frame's (missing values in the same places count as equal, as
     in ``DataFrame.equals``). Frames with other column types, or another column order, go
-    through :func:`stack_outcomes`. :class:`~estimators.batch.SharedDesignFrames` hand over
-    their outcome matrix as it is; only their first frame is read (for the design).
+    through :func:`stack_outcomes`. (A chunk drawn as an outcome matrix goes through
+    :func:`estimators.design_cache.stack_chunk` instead, which reads no frame.)
     """
     first = frames[0]
-    if isinstance(frames, SharedDesignFrames):
-        design, _ = build(formula, first, cluster)
-        Y = shared_outcomes(frames, design.outcome)
-        if Y is not None:
-            return design, require_no_missing(Y, design.outcome, formula)
     if not all(dtype.kind in "biuf" for dtype in first.dtypes):
         return stack_outcomes(formula, frames, cluster, build)
     design, y0 = build(formula, first, cluster)

@@ -24,13 +24,13 @@ import hashlib
 import re
 import weakref
 from collections import OrderedDict
-from typing import Hashable, Mapping
+from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from estimators.batch import SharedDesignFrames
-from estimators.design import Design, build_design, require_no_missing
+from estimators.design import Design, build_design, require_no_missing, stack_numeric_outcomes
 
 
 def design_fingerprint(data: pd.DataFrame, outcome: str) -> str:
@@ -146,10 +146,24 @@ def _chunk_key(frames: SharedDesignFrames) -> tuple[dict, str]:
     return known
 
 
+def stack_chunk(formula: str, frames: Sequence[pd.DataFrame], cluster: str | None = None
+                ) -> tuple[Design, np.ndarray] | None:
+    """The design a chunk of replicates shares and its (n, R) outcome matrix, or None when the
+    frames differ in more than the outcome: handed over by a chunk drawn as an outcome matrix
+    (:func:`shared_design_and_outcomes`), else read from the frames
+    (:func:`~estimators.design.stack_numeric_outcomes`); the design comes from :data:`designs`
+    either way."""
+    if isinstance(frames, SharedDesignFrames):
+        stacked = shared_design_and_outcomes(formula, frames, cluster)
+        if stacked is not None:
+            return stacked
+    return stack_numeric_outcomes(formula, frames, cluster, design_and_outcome)
+
+
 def shared_design_and_outcomes(formula: str, frames: SharedDesignFrames, cluster: str | None = None
                                ) -> tuple[Design, np.ndarray] | None:
-    """The design and (n, R) outcome matrix of a chunk drawn as one design frame and an outcome
-    matrix, when the matrix holds the formula's outcome (else None): the design from
+    """The design and (n, R) outcome matrix of a chunk drawn as the design's columns and an
+    outcome matrix, when the matrix holds the formula's outcome (else None): the design from
     :data:`designs` under the key :func:`design_and_outcome` gives the chunk's frames (the
     fingerprint hashed once per chunk), built from the first frame only when this process has
     not seen it."""

@@ -44,7 +44,8 @@ from scipy import stats
 
 from estimators import sandwich
 from estimators.base import Estimator
-from estimators.design import Design, build_design, stack_numeric_outcomes
+from estimators.design import Design, build_design
+from estimators.design_cache import stack_chunk
 from estimators.result import FitResult, Status
 
 WeightType = Literal["rademacher", "webb"]
@@ -253,7 +254,7 @@ class WildClusterBootstrap(Estimator):
         """Replicates of a shared design: the design-only parts once, then each replicate with
         its own rng (the same numbers as ``fit``); falls back to one by one."""
         rngs = rngs if rngs is not None else [None] * len(frames)
-        stacked = stack_numeric_outcomes(self.formula, frames, self.cluster)
+        stacked = stack_chunk(self.formula, frames, self.cluster)
         if stacked is None:
             return super().fit_batch(frames, rngs)
         design, Y = stacked

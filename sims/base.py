@@ -41,7 +41,7 @@ class DGP:
 
     fixed_design: ClassVar[bool] = False
     columns: ClassVar[dict[str, str]] = {}  # column name -> numpy dtype kind ('f', 'i', ...)
-    outcome: ClassVar[str | None] = None  # set with design() and draw_outcome(): see above
+    outcome: ClassVar[str | None] = None  # set with design_columns() and draw_outcome(): see above
 
     def generate(self, rng: np.random.Generator) -> pd.DataFrame:
         raise NotImplementedError
@@ -61,7 +61,7 @@ class DGP:
 
     def generate_chunk(self, rngs: Sequence[np.random.Generator]) -> Sequence[pd.DataFrame]:
         """One replicate per generator, equal to ``[generate(rng) for rng in rngs]``; for a
-        fixed design with an ``outcome``, as one design frame and an outcome matrix."""
+        fixed design with an ``outcome``, as the design's columns and an outcome matrix."""
         if not (self.fixed_design and self.outcome is not None):
             return [self.generate(rng) for rng in rngs]
         columns = self.design_columns()

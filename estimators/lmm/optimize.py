@@ -161,12 +161,11 @@ LME4_GRADIENT_TOLERANCE = 2e-3
 
 def passes_lme4_gradient_check(g: np.ndarray, hessian: np.ndarray) -> np.ndarray:
     """Per row, lme4's gradient verdict (``checkConv``, check.conv.grad): with the gradient g of
-    the deviance and its Hessian H = U'U (Cholesky, U upper triangular), the scaled gradient is
+    the deviance and its (symmetric) Hessian H = U'U (Cholesky, U upper triangular), the scaled gradient is
     U^{-1} g (lme4's ``solve(chol(Hessian), gradient)``), and the fit passes when
     max_i min(|(U^{-1} g)_i|, |g_i|) < 0.002. A Hessian that is not positive definite fails (lme4:
     "unable to evaluate scaled gradient"). Where the criterion is flat in theta (a large variance
     ratio) a tiny gradient passes although the optimiser stopped on its iteration limit."""
-    hessian = 0.5 * (hessian + np.swapaxes(hessian, -1, -2))
     values = np.linalg.eigvalsh(hessian)
     positive = np.all(np.isfinite(values), axis=-1) & (values[..., 0] > 0)
     m = g.shape[-1]
