@@ -163,6 +163,8 @@ def compare(ds: xr.Dataset, a: str, b: str, measure: str, *, alpha: float | None
                 "n_b": measured.n.sel(estimator=b, drop=True),
             })
 
+        # Dataset.compute rather than measures.one_pass: dask.compute on this Dataset fails with
+        # "Missing dependency" (dask 2026.x) although every variable computes on its own.
         result = with_means_first(build).compute(scheduler="synchronous")
     for name in ("n_a", "n_b"):
         result[name] = result[name].astype(np.int64)
