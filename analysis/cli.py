@@ -23,9 +23,7 @@ from typing import Sequence
 import pandas as pd
 
 from analysis.calibration import CalibrationResult, apply_verdicts, check_calibration, format_calibration
-from analysis.schema import open_results
-
-RESULTS = "results.zarr"
+from analysis.schema import RESULTS, find_runs, open_results
 
 
 class UsageError(Exception):
@@ -35,18 +33,6 @@ class UsageError(Exception):
 def _fail(program: str, message: str) -> int:
     print(f"{program}: error: {message}", file=sys.stderr)
     return 2
-
-
-def find_runs(path: str | Path) -> list[Path]:
-    """Run directories under ``path``: ``path`` itself when it holds ``results.zarr``, else its
-    immediate subdirectories that do (a Hydra multirun's sweep directory), sorted."""
-    path = Path(path)
-    if (path / RESULTS).is_dir():
-        return [path]
-    if not path.is_dir():
-        return []
-    children = [child for child in path.iterdir() if (child / RESULTS).is_dir()]
-    return sorted(children, key=lambda p: (len(p.name), p.name))
 
 
 def _runs(directories: Sequence[str]) -> list[Path]:

@@ -28,10 +28,9 @@ import yaml
 from analysis import plots
 from analysis.calibration import CalibrationResult, check_calibration, describe_settings, display_table
 from analysis.measures import summarise
-from analysis.schema import grid_dims, open_results
+from analysis.schema import RESULTS, grid_dims, open_results
 from estimators.result import Status
 
-RESULTS = "results.zarr"
 REPORT = "report.html"
 TABLE_MEASURES = ("bias", "empse", "modelse", "relerror_modelse", "coverage", "becoverage", "rejection",
                   "rejection_all", "failure_rate")

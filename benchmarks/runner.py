@@ -30,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sims.api import compose  # noqa: E402
-from sims.rundir import run_in_directory  # noqa: E402
-from sims.seeding import data_rng, estimator_rng  # noqa: E402
-from sims.study import validate  # noqa: E402
+from sims.run.rundir import run_in_directory  # noqa: E402
+from sims.run.seeding import data_rng, estimator_rng  # noqa: E402
+from sims.run.study import validate  # noqa: E402
 
 DEFAULT = ["runner.progress=false", "report=false"]
 # Compute-bound: the default study's design with statsmodels' mixed models (tens of ms per fit).
@@ -83,7 +83,7 @@ def peak_memory_mib(n_reps: int) -> tuple[float, float, float]:
     process alone, both in MiB; seconds) for one study."""
     with tempfile.TemporaryDirectory() as run_dir:
         command = [sys.executable, "-c", (
-            "import resource, sys; from sims.cli import main; "
+            "import resource, sys; from sims.run.cli import main; "
             "sys.argv = sys.argv[1:]; "
             "import atexit; atexit.register(lambda: print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
             "main()"),

@@ -8,7 +8,7 @@ from estimators.result import FitResult, Status
 def build(name: str, **overrides) -> Estimator:
     """The estimator ``conf/estimator/<name>.yaml`` with some parameters replaced, e.g.
     ``estimators.build("ols_cr1", cluster="school")``."""
-    from sims.presets import build as build_preset
+    from estimators.presets import build as build_preset
 
     return build_preset("estimator", name, **overrides)
 

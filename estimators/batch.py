@@ -1,7 +1,7 @@
 """A chunk of replicates that share a design, held as the design's columns and an outcome matrix.
 
 A DGP whose design is the same in every replicate can draw a chunk's outcomes straight into an
-(n, R) matrix (:meth:`sims.base.DGP.generate_chunk`) instead of building R data frames that
+(n, R) matrix (:meth:`sims.dgp.base.DGP.generate_chunk`) instead of building R data frames that
 differ in one column. :class:`SharedDesignFrames` carries that matrix to the estimators'
 ``fit_batch``: estimators with a batched path take ``outcomes`` as it is (no frame is built or
 read), and every other estimator sees an ordinary sequence of frames, replicate ``r`` being

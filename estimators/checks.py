@@ -317,7 +317,7 @@ CHECKS: tuple[Callable[[EstimatorCase], None], ...] = (
 
 def run_checks(checks: Sequence[Callable], subject: object, label: str) -> None:
     """Run every check on ``subject``; raise one AssertionError listing each failing check
-    (shared by this suite and :func:`sims.checks.check_dgp`)."""
+    (shared by this suite and :func:`sims.dgp.checks.check_dgp`)."""
     failures = []
     for check in checks:
         try:

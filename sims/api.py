@@ -15,10 +15,10 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig
 
-from analysis.schema import build_dataset
-from sims import runner
-from sims.presets import conf_dir
-from sims.study import Study, validate
+from sims.run.dataset import build_dataset
+from sims.run import runner
+from estimators.presets import conf_dir
+from sims.run.study import Study, validate
 
 
 # Mappings whose keys the user chooses: Hydra refuses new keys in them without a prefix.

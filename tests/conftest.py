@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from sims.api import compose
-from sims.study import validate
+from sims.run.study import validate
 
 
 @pytest.fixture

@@ -1,0 +1,89 @@
+"""Running a study into a run directory: create or resume its store, run the chunks it lacks
+(round after round for ``n_reps: auto``), and hand back the stored results.
+
+This is the command line's path (``clustersim``); ``sims.api.run_study`` is the in-memory
+alternative for small studies.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import xarray as xr
+
+from analysis.measures import summarise
+from sims.run import runner
+from sims.run.precision import next_n_reps
+from estimators.presets import ConfigError
+from sims.run.progress import Progress
+from sims.run.store import RunStore
+from sims.run.study import Study
+
+log = logging.getLogger("clustersim")
+
+
+class RunBrokeOff(RuntimeError):
+    """The runner stopped (a dead worker, a lost scheduler); finished chunks are stored."""
+
+
+def open_store(study: Study, run_dir: Path) -> RunStore:
+    """The run directory's store, created for ``study`` or checked against it (provenance and
+    replicate count) and grown to ``study.n_reps``. Raises :class:`ConfigError`."""
+    store = RunStore(run_dir)
+    if store.exists():
+        store.check_provenance(study)
+        held = store.n_reps
+        if study.auto_reps:
+            study.n_reps = max(study.n_reps, held)
+        elif study.n_reps < held:
+            raise ConfigError("n_reps", f"is {study.n_reps} but {store.path} already holds {held} replicates")
+    store.prepare(study)
+    return store
+
+
+def run_missing(study: Study, store: RunStore) -> None:
+    """Run every chunk of ``study`` the store does not hold yet, writing each as it finishes."""
+    done = store.done()
+    plan = runner.chunk_plan(study, store.rep_chunk)
+    todo = [(cell, reps) for cell, reps in plan if (cell, reps.start, reps.stop) not in done]
+    total = len(study.cells) * study.n_reps
+    remaining = sum(len(reps) for _, reps in todo)
+    log.info("%d cell(s) x %d replicates x %d estimator(s): %d of %d chunks to run, backend=%s, n_jobs=%d",
+             len(study.cells), study.n_reps, len(study.estimator_names), len(todo), len(plan),
+             study.config.runner.backend, study.n_jobs)
+    progress = Progress(total, total - remaining, enabled=study.config.runner.progress)
+    try:
+        for chunk in runner.execute(study, todo):
+            store.write_chunk(study, chunk)
+            progress.update(chunk)
+    except Exception as error:  # a dead worker or scheduler: what is stored stays stored
+        log.exception("the run broke off")
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        raise RunBrokeOff(f"{type(error).__name__}: {first_line}") from error
+    finally:
+        progress.close()
+
+
+def run_until_precise(study: Study, store: RunStore) -> str:
+    """``n_reps: auto``: grow the study round by round until the precision target is met;
+    returns why it stopped."""
+    while True:
+        store.prepare(study)
+        run_missing(study, store)
+        n_reps, reason = next_n_reps(summarise(store.open()), study.precision, study.n_reps)
+        if reason is not None:
+            return reason
+        log.info("precision not reached at %d replicates; growing to %d", study.n_reps, n_reps)
+        study.n_reps = n_reps
+
+
+def run_in_directory(study: Study, run_dir: Path) -> xr.Dataset:
+    """Run (or resume) ``study`` in ``run_dir``; returns the stored results, lazily."""
+    store = open_store(study, run_dir)
+    if study.auto_reps:
+        reason = run_until_precise(study, store)
+        store.record(stop_reason=reason)
+        log.info("stopped: %s", reason)
+    else:
+        run_missing(study, store)
+    return store.open()

@@ -1,0 +1,293 @@
+"""A study's configuration: the schema every config must satisfy, and its validation into a
+:class:`Study` (the grid cells, each with its DGP and estimators built) before any simulation.
+
+Every problem is a :class:`~estimators.presets.ConfigError` whose one-line message starts with the
+offending key (``n_reps: must be >= 1, got 0``).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import numpy as np
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from estimators.design import InputError
+from estimators.presets import ConfigError, instantiate, load_preset
+
+# Dimension names the results dataset reserves; a grid factor may not take them.
+RESERVED_DIMS = ("rep", "estimator", "term", "measure")
+# Config keys a grid may not sweep: they shape the study rather than describe a scenario.
+UNSWEEPABLE = ("n_reps", "seed", "runner", "grid", "precision", "print_table", "report")
+BACKENDS = ("loky", "dask")
+TIMEOUT_KEY = "timeout_s"  # optional per-estimator key: seconds before a fit counts as timed out
+
+
+@dataclass
+class RunnerSchema:
+    n_jobs: int = -1
+    chunk_size: int = 25
+    backend: str = "loky"  # loky (joblib processes on this machine) | dask (dask.distributed)
+    address: Optional[str] = None  # dask scheduler address; None starts a LocalCluster
+    progress: bool = True
+
+
+@dataclass
+class PrecisionSchema:
+    """``n_reps: auto``: add replicates until every cell, estimator and term reaches
+    ``mcse`` for ``measure`` (or ``max_reps``); replicate counts are multiples of ``step``."""
+
+    measure: str = "coverage"
+    mcse: float = 0.005
+    min_reps: int = 200
+    max_reps: int = 10000
+    step: int = 100
+
+
+@dataclass
+class StudySchema:
+    """Top-level keys of a study config and their types (checked by OmegaConf)."""
+
+    n_reps: Any = 200  # a positive integer, or "auto" with ``precision``
+    seed: int = 20210415
+    alpha: float = 0.05
+    dgp: Dict[str, Any] = field(default_factory=dict)
+    estimators: Dict[str, Any] = field(default_factory=dict)
+    grid: Dict[str, Any] = field(default_factory=dict)
+    runner: RunnerSchema = field(default_factory=RunnerSchema)
+    precision: Optional[PrecisionSchema] = None
+    print_table: bool = True
+    report: bool = True
+
+
+@dataclass
+class Cell:
+    """One combination of grid values, with its DGP and estimators built."""
+
+    index: int
+    coords: dict[str, Any]
+    dgp: Any
+    estimators: dict[str, Any]
+
+
+@dataclass
+class Study:
+    """A validated study: everything the runner needs, and the resolved config it came from."""
+
+    config: DictConfig
+    n_reps: int
+    seed: int
+    alpha: float
+    grid: dict[str, list]  # dim name -> values
+    grid_keys: dict[str, str]  # dim name -> dotted config key
+    cells: list[Cell]
+    n_jobs: int
+    chunk_size: int
+    terms: list[str] = field(default_factory=list)  # every term a fit or the truth reports
+    extras: list[str] = field(default_factory=list)  # per-replicate extras the estimators report
+    timeouts: dict[str, float] = field(default_factory=dict)  # estimator -> seconds per fit
+    precision: Optional[PrecisionSchema] = None
+
+    @property
+    def auto_reps(self) -> bool:
+        return self.precision is not None
+
+    @property
+    def estimator_names(self) -> list[str]:
+        return list(self.config.estimators.keys())
+
+    def yaml(self) -> str:
+        return OmegaConf.to_yaml(self.config)
+
+
+def _check_types(cfg: DictConfig) -> DictConfig:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(StudySchema), cfg)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", "") or ""
+        message = str(error).splitlines()[0]
+        if "not in" in message and "Key" in message:
+            message = "unknown key"
+        raise ConfigError(key, message) from None
+    OmegaConf.set_struct(merged, False)
+    return merged
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    if cfg.n_reps == "auto":
+        if cfg.precision is None:
+            raise ConfigError("n_reps", "is 'auto' but no precision target is set (precision.measure, precision.mcse)")
+        _check_precision(cfg.precision)
+    elif isinstance(cfg.n_reps, bool) or not isinstance(cfg.n_reps, int):
+        raise ConfigError("n_reps", f"must be a positive integer or 'auto', got {cfg.n_reps!r}")
+    elif cfg.n_reps < 1:
+        raise ConfigError("n_reps", f"must be >= 1, got {cfg.n_reps}")
+    if not 0.0 < cfg.alpha < 1.0:
+        raise ConfigError("alpha", f"must be in (0, 1), got {cfg.alpha}")
+    if cfg.seed < 0:
+        raise ConfigError("seed", f"must be >= 0, got {cfg.seed}")
+    if cfg.runner.n_jobs == 0:
+        raise ConfigError("runner.n_jobs", "must be a positive number of processes or -1 for all cores, got 0")
+    if cfg.runner.chunk_size < 1:
+        raise ConfigError("runner.chunk_size", f"must be >= 1, got {cfg.runner.chunk_size}")
+    if cfg.runner.backend not in BACKENDS:
+        raise ConfigError("runner.backend", f"must be one of {', '.join(BACKENDS)}, got {cfg.runner.backend!r}")
+    if not cfg.estimators:
+        raise ConfigError("estimators", "is empty: name at least one estimator")
+    if "_target_" not in cfg.dgp:
+        raise ConfigError("dgp", "has no _target_: choose one with dgp=<name>")
+
+
+def _check_precision(precision: DictConfig) -> None:
+    from analysis.measures import MEASURES
+
+    if precision.measure not in MEASURES:
+        raise ConfigError("precision.measure", f"must be one of {', '.join(MEASURES)}, got {precision.measure!r}")
+    if not precision.mcse > 0:
+        raise ConfigError("precision.mcse", f"must be > 0, got {precision.mcse}")
+    for key in ("min_reps", "max_reps", "step"):
+        if precision[key] < 1:
+            raise ConfigError(f"precision.{key}", f"must be >= 1, got {precision[key]}")
+    if precision.max_reps < precision.min_reps:
+        raise ConfigError("precision.max_reps", f"is below precision.min_reps ({precision.max_reps} < {precision.min_reps})")
+
+
+def _expand_estimator(name: str, node: Any, alpha: float) -> dict:
+    """A preset name, ``{preset: name, **overrides}`` or a full ``_target_`` mapping -> mapping.
+
+    The study's ``alpha`` is filled in unless the estimator sets its own.
+    """
+    key = f"estimators.{name}"
+    if isinstance(node, str):
+        expanded = load_preset("estimator", node, key)
+    elif isinstance(node, DictConfig):
+        params = OmegaConf.to_container(node, resolve=True)
+        preset = params.pop("preset", None)
+        expanded = {**load_preset("estimator", preset, f"{key}.preset"), **params} if preset else params
+    else:
+        raise ConfigError(key, f"must be a preset name or a mapping, got {node!r}")
+    if "_target_" not in expanded:
+        raise ConfigError(key, "has neither a preset nor a _target_")
+    expanded.setdefault("alpha", alpha)
+    return expanded
+
+
+def _flatten_grid(node: Any, prefix: str = "") -> dict[str, list]:
+    """Nested ``grid`` mapping -> {dotted key: list of values}."""
+    flat = {}
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, DictConfig):
+            flat.update(_flatten_grid(value, dotted + "."))
+        elif isinstance(value, ListConfig):
+            values = OmegaConf.to_container(value, resolve=True)
+            if not values:
+                raise ConfigError(f"grid.{dotted}", "is an empty list of values")
+            if len(set(map(repr, values))) != len(values):
+                raise ConfigError(f"grid.{dotted}", f"repeats a value: {values}")
+            flat[dotted] = values
+        else:
+            raise ConfigError(f"grid.{dotted}", f"must be a list of values, got {value!r}")
+    return flat
+
+
+_ABSENT = object()
+
+
+def _grid_dims(cfg: DictConfig, flat: dict[str, list]) -> dict[str, str]:
+    dims = {}
+    for dotted in flat:
+        if dotted.split(".", 1)[0] in UNSWEEPABLE:
+            raise ConfigError(f"grid.{dotted}", "cannot be swept: it is a property of the run, not of a scenario")
+        if OmegaConf.select(cfg, dotted, default=_ABSENT) is _ABSENT:
+            raise ConfigError(f"grid.{dotted}", f"names no key of the config ({dotted!r} does not exist)")
+        dim = dotted.rsplit(".", 1)[-1]
+        if dim in RESERVED_DIMS:
+            raise ConfigError(f"grid.{dotted}", f"its dimension name {dim!r} is reserved")
+        if dim in dims:
+            raise ConfigError(f"grid.{dotted}", f"gives the dimension {dim!r} a second time (also grid.{dims[dim]})")
+        dims[dim] = dotted
+    return dims
+
+
+def _build_cell(index: int, cfg: DictConfig, coords: dict[str, Any], grid_keys: dict[str, str]) -> Cell:
+    cell_cfg = cfg.copy()
+    for dim, value in coords.items():
+        OmegaConf.update(cell_cfg, grid_keys[dim], value, merge=False)
+    _check_ranges(_check_types(cell_cfg))
+    dgp_params = OmegaConf.to_container(cell_cfg.dgp, resolve=True)
+    dgp = instantiate(dgp_params, "dgp")
+    estimators = {}
+    for name, node in cell_cfg.estimators.items():
+        params = OmegaConf.to_container(node, resolve=True)
+        params.pop(TIMEOUT_KEY, None)  # the runner's business, not the estimator's
+        estimators[name] = instantiate(params, f"estimators.{name}")
+    return Cell(index, coords, dgp, estimators)
+
+
+def _timeouts(estimators: dict[str, dict]) -> dict[str, float]:
+    timeouts = {}
+    for name, params in estimators.items():
+        seconds = params.get(TIMEOUT_KEY)
+        if seconds is None:
+            continue
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise ConfigError(f"estimators.{name}.{TIMEOUT_KEY}", f"must be a positive number of seconds, got {seconds!r}")
+        timeouts[name] = float(seconds)
+    return timeouts
+
+
+def _dry_run(cell: Cell, seed: int) -> tuple[list[str], list[str]]:
+    """Fit every estimator on one throwaway draw, so that a formula naming a missing column or
+    a cluster column the DGP does not make stops the study before it starts. Returns the terms
+    and the per-replicate extras the fits report, which fix the shape of the results store."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2**32 - 1,)))
+    data = cell.dgp.generate(rng)
+    terms, extras = list(cell.dgp.truth()), []
+    for name, estimator in cell.estimators.items():
+        try:
+            result = estimator.fit(data, rng)
+        except InputError as error:
+            raise ConfigError(f"estimators.{name}", str(error)) from None
+        except Exception:  # numerical trouble on one draw is a result, not a config error
+            continue
+        terms.extend(t for t in result.terms if t not in terms)
+        extras.extend(k for k in result.extras if k not in extras)
+    return terms, extras
+
+
+def initial_reps(cfg: DictConfig) -> int:
+    """``n_reps``, or for ``n_reps: auto`` the first round: min_reps rounded up to a step."""
+    if cfg.n_reps != "auto":
+        return int(cfg.n_reps)
+    step = int(cfg.precision.step)
+    return -(-int(cfg.precision.min_reps) // step) * step
+
+
+def validate(cfg: DictConfig) -> Study:
+    """Check a composed config and build every grid cell; raises :class:`ConfigError`."""
+    cfg = _check_types(cfg)
+    _check_ranges(cfg)
+    cfg.estimators = {name: _expand_estimator(name, node, cfg.alpha) for name, node in cfg.estimators.items()}
+    flat = _flatten_grid(cfg.grid)
+    grid_keys = _grid_dims(cfg, flat)
+    grid = {dim: flat[dotted] for dim, dotted in grid_keys.items()}
+    cells = [
+        _build_cell(index, cfg, dict(zip(grid, values)), grid_keys)
+        for index, values in enumerate(itertools.product(*grid.values()))
+    ]
+    timeouts = _timeouts(cfg.estimators)
+    terms: list[str] = []
+    extras: list[str] = []
+    for cell in cells:
+        cell_terms, cell_extras = _dry_run(cell, int(cfg.seed))
+        terms.extend(t for t in cell_terms if t not in terms)
+        extras.extend(k for k in cell_extras if k not in extras)
+    return Study(
+        config=cfg, n_reps=initial_reps(cfg), seed=int(cfg.seed), alpha=float(cfg.alpha),
+        grid=grid, grid_keys=grid_keys, cells=cells,
+        n_jobs=int(cfg.runner.n_jobs), chunk_size=int(cfg.runner.chunk_size),
+        terms=terms, extras=extras, timeouts=timeouts, precision=cfg.precision,
+    )

@@ -1,0 +1,31 @@
+"""Helpers shared by the tests that drive the command line."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from helpers import TESTS
+
+
+def clustersim_command() -> list[str]:
+    """The installed console script, or the module when the script is not on PATH."""
+    script = shutil.which("clustersim")
+    return [script] if script else [sys.executable, "-m", "sims.run.cli"]
+
+
+def read_ledger(run_dir) -> list[tuple[int, int, int]]:
+    """The finished chunks (cell, start, stop) of a run directory, in the order they finished."""
+    path = Path(run_dir) / "results.progress"
+    if not path.exists():
+        return []
+    return [tuple(map(int, line.split())) for line in path.read_text().splitlines() if len(line.split()) == 3]
+
+
+def env_with_helpers() -> dict[str, str]:
+    """The environment with ``tests/`` on PYTHONPATH, so that a command-line run can build
+    ``_target_: helpers.misbehaving.<Class>``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    return env

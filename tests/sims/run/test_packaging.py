@@ -1,0 +1,54 @@
+"""The configs are found from an editable install (source tree) and from a wheel."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from estimators.presets import conf_dir
+from helpers import ROOT
+
+
+
+def test_editable_or_source_install_finds_the_source_configs():
+    found = conf_dir()
+    assert (found / "config.yaml").is_file()
+    assert found in (ROOT / "conf", Path(sys.modules["sims"].__file__).parent / "conf")
+
+
+@pytest.fixture(scope="module")
+def wheel_env(tmp_path_factory):
+    """A virtual environment with clustersim installed from its wheel (dependencies from the
+    running interpreter's site-packages)."""
+    work = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(work), str(ROOT)],
+                   check=True, capture_output=True)
+    wheel = next(work.glob("clustersim-*.whl"))
+    env_dir = work / "env"
+    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, capture_output=True)
+    return env_dir, work
+
+
+def test_wheel_ships_configs_inside_the_package_and_runs(wheel_env):
+    env_dir, work = wheel_env
+    python = env_dir / "bin" / "python"
+    outside = work / "elsewhere"
+    outside.mkdir()
+    probe = subprocess.run(
+        [str(python), "-c", "import sims, estimators.presets as p; print(sims.__file__); print(p.conf_dir())"],
+        cwd=outside, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert str(env_dir) in probe[0], probe
+    assert probe[1].startswith(str(env_dir)) and probe[1].endswith("sims/conf"), probe
+    done = subprocess.run(
+        [str(env_dir / "bin" / "clustersim"), f"hydra.run.dir={work / 'run'}", "n_reps=3",
+         "estimators={ols: ols, ols_cr1: ols_cr1}", "runner.n_jobs=1"],
+        cwd=outside, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (work / "run" / "results.zarr").is_dir() and (work / "run" / "summary.csv").is_file()

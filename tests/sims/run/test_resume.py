@@ -1,0 +1,118 @@
+"""Studies that survive: kill -9 and resume, provenance guard, growing n_reps, dead workers."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from estimators.result import Status
+from helpers.cli import clustersim_command, env_with_helpers, read_ledger
+
+SLOW = "estimators={ols: ols, slow: {_target_: helpers.misbehaving.SlowOLS, pause: 0.05}}"
+COMMON = ("n_reps=40", "runner.chunk_size=5", "runner.n_jobs=1", "print_table=false", "report=false")
+
+
+def run(run_dir, *overrides, check=True):
+    done = subprocess.run([*clustersim_command(), f"hydra.run.dir={run_dir}", *overrides],
+                          capture_output=True, text=True, timeout=600, env=env_with_helpers())
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def numbers(run_dir) -> xr.Dataset:
+    ds = xr.open_zarr(Path(run_dir) / "results.zarr").load()
+    return ds.drop_vars("elapsed_s").drop_attrs()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    run(run_dir, SLOW, *COMMON)
+    return run_dir
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, uninterrupted):
+    process = subprocess.Popen([*clustersim_command(), f"hydra.run.dir={tmp_path}", SLOW, *COMMON],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env_with_helpers(), start_new_session=True)
+    deadline = time.time() + 120
+    while len(read_ledger(tmp_path)) < 3 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = read_ledger(tmp_path)
+    assert 3 <= len(finished) < 8, "the kill should land mid-study"
+    run(tmp_path, SLOW, *COMMON)
+    after = read_ledger(tmp_path)
+    assert len(after) == 8 and set(finished) <= set(after)  # nothing redone that was done
+    xr.testing.assert_identical(numbers(tmp_path), numbers(uninterrupted))
+
+
+def test_rerunning_a_finished_study_does_no_work(tmp_path):
+    run(tmp_path, "n_reps=10", "estimators={ols: ols}", "print_table=false", "report=false")
+    ledger = (tmp_path / "results.progress").read_text()
+    stamp = (tmp_path / "results.zarr" / "estimate" / "zarr.json").stat().st_mtime_ns
+    run(tmp_path, "n_reps=10", "estimators={ols: ols}", "print_table=false", "report=false")
+    assert (tmp_path / "results.progress").read_text() == ledger
+    assert (tmp_path / "results.zarr" / "estimate" / "zarr.json").stat().st_mtime_ns == stamp
+
+
+def test_raising_n_reps_runs_only_the_new_replicates(tmp_path, uninterrupted):
+    base = ("runner.chunk_size=5", "runner.n_jobs=1", "print_table=false", "report=false", SLOW)
+    run(tmp_path, "n_reps=17", *base)
+    first = read_ledger(tmp_path)
+    run(tmp_path, "n_reps=40", *base)
+    new = read_ledger(tmp_path)[len(first):]
+    # the old partial chunk 15-17 is redone as 15-20; everything before 15 is kept
+    assert min(start for _, start, _ in new) == 15
+    xr.testing.assert_identical(numbers(tmp_path), numbers(uninterrupted))
+
+
+def test_changed_config_refuses_to_resume_and_names_the_keys(tmp_path):
+    run(tmp_path, "n_reps=5", "estimators={ols: ols}", "print_table=false", "report=false")
+    done = run(tmp_path, "n_reps=5", "estimators={ols: ols}", "dgp.slope=0", "alpha=0.1", check=False)
+    assert done.returncode == 2
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("clustersim: error: alpha") and "alpha, dgp.slope" in line
+
+
+def test_fewer_reps_than_stored_is_refused(tmp_path):
+    run(tmp_path, "n_reps=5", "estimators={ols: ols}", "print_table=false", "report=false")
+    done = run(tmp_path, "n_reps=3", "estimators={ols: ols}", check=False)
+    assert done.returncode == 2 and done.stderr.startswith("clustersim: error: n_reps")
+
+
+def first_outcomes(n_reps: int) -> np.ndarray:
+    """y[0] - 800 of each replicate of the default study's single cell."""
+    from sims.api import compose
+    from sims.run.seeding import data_rng
+    from sims.run.study import validate
+
+    study = validate(compose(["estimators={ols: ols}"]))
+    dgp = study.cells[0].dgp
+    return np.array([dgp.generate(data_rng(study.seed, 0, rep))["y"].iloc[0] - 800.0 for rep in range(n_reps)])
+
+
+def test_a_dying_worker_loses_no_finished_chunk(tmp_path):
+    # The worker dies on the first replicate past rep 30 whose outcome tops all earlier ones.
+    y0 = first_outcomes(200)
+    threshold = float(y0[:30].max())
+    assert (y0[30:] > threshold).any()
+    dying = f"estimators={{ols: ols, dies: {{_target_: helpers.misbehaving.ExitingOLS, threshold: {threshold!r}}}}}"
+    done = run(tmp_path, dying, "n_reps=200", "runner.chunk_size=3", "runner.n_jobs=2", "print_table=false",
+               "report=false", check=False)
+    assert done.returncode == 1, done.stderr
+    assert "rerun the same command to resume" in done.stderr.strip().splitlines()[-1]
+    finished = read_ledger(tmp_path)
+    assert finished, "chunks finished before the worker died must be stored"
+    ds = xr.open_zarr(tmp_path / "results.zarr").load()
+    for _, start, stop in finished:
+        assert (ds["status"].isel(rep=slice(start, stop)) == Status.ok).all()
+        assert np.isfinite(ds["estimate"].isel(rep=slice(start, stop))).all()
