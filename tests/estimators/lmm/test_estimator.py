@@ -116,7 +116,7 @@ def test_seed_experiment_conclusions_match_statsmodels(small_study):
     within 2 Monte Carlo SEs of mixedlm_ri / mixedlm_rs (they fit the same models)."""
     from analysis import summarise
     from sims.run.dataset import build_dataset
-    from sims import runner
+    from sims.run import runner
 
     study = small_study("n_reps=200", "runner.n_jobs=1",
                         "estimators={lmm_ri: lmm_ri, lmm_rs: lmm_rs, mixedlm_ri: mixedlm_ri, mixedlm_rs: mixedlm_rs}")

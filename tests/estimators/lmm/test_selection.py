@@ -54,7 +54,7 @@ def test_selection_follows_the_data():
 
 def test_chosen_model_lands_in_the_results(small_study):
     from sims.run.dataset import build_dataset
-    from sims import runner
+    from sims.run import runner
 
     study = small_study("dgp=crossed", "n_reps=4", "runner.n_jobs=1", "estimators={select: lmm_select_aic}")
     ds = build_dataset(study, runner.run(study))
