@@ -32,6 +32,7 @@ import dataclasses
 import importlib
 import inspect
 import random
+import unittest
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -315,17 +316,21 @@ CHECKS: tuple[Callable[[EstimatorCase], None], ...] = (
 )
 
 
-def run_checks(checks: Sequence[Callable], subject: object, label: str) -> None:
+def run_checks(checks: Sequence[Callable], subject: object, label: str) -> list[str]:
     """Run every check on ``subject``; raise one AssertionError listing each failing check
-    (shared by this suite and :func:`sims.dgp.checks.check_dgp`)."""
-    failures = []
+    (shared by this suite and :func:`sims.dgp.checks.check_dgp`). Returns ``"check: reason"``
+    for each check that raised ``unittest.SkipTest`` (does not apply to ``subject``)."""
+    failures, skipped = [], []
     for check in checks:
         try:
             check(subject)
+        except unittest.SkipTest as reason:
+            skipped.append(f"{check.__name__}: {reason}")
         except Exception as error:  # report every failing check, not just the first
             failures.append(f"{check.__name__}: {type(error).__name__}: {error}")
     if failures:
         raise AssertionError(f"{label} fails {len(failures)} check(s):\n" + "\n".join(failures))
+    return skipped
 
 
 def check_estimator(estimator: Estimator, data: pd.DataFrame, **case: object) -> None:

@@ -9,7 +9,8 @@ must pass, in the spirit of scikit-learn's ``check_estimator``.
         check(MyDGP())
 
 Each check takes a DGP instance and raises AssertionError (or the exception that escaped the
-DGP). Conventions the checks rely on, which every DGP in ``sims`` follows:
+DGP), or ``unittest.SkipTest`` with the reason when it does not apply to the DGP (pytest shows
+it as skipped; ``check_dgp`` does not count it as a pass). Conventions the checks rely on, which every DGP in ``sims`` follows:
 
 - ``columns`` lists the outcome first; the other columns are the design.
 - A truth term is ``Intercept`` or a design column (the term names patsy gives them), or one of
@@ -27,12 +28,14 @@ import dataclasses
 import math
 import random
 import typing
+import unittest
 from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from estimators.batch import SharedDesignFrames
 from estimators.checks import run_checks
 from sims.dgp.base import DGP, InvalidParameter
 from estimators.presets import instantiate
@@ -90,7 +93,7 @@ def check_global_random_state_untouched(dgp: DGP) -> None:
 def check_fixed_design_is_fixed(dgp: DGP) -> None:
     """A DGP declaring ``fixed_design`` gives the same design columns in every replicate."""
     if not dgp.fixed_design:
-        return
+        raise unittest.SkipTest(f"{type(dgp).__name__} does not declare fixed_design")
     outcome = _outcome(dgp)
     pd.testing.assert_frame_equal(
         _draw(dgp).drop(columns=outcome), _draw(dgp, OTHER_SEED).drop(columns=outcome), check_exact=True,
@@ -100,13 +103,17 @@ def check_fixed_design_is_fixed(dgp: DGP) -> None:
 
 def check_chunk_equals_replicates(dgp: DGP) -> None:
     """generate_chunk gives, replicate for replicate, the frames generate gives from the same
-    generators (for a fixed design with an ``outcome``: the shared design frame and the outcome
-    matrix, see :mod:`sims.dgp.base`)."""
-    if not hasattr(dgp, "generate_chunk"):
-        return
+    generators; a fixed design with an ``outcome`` gives them as one design and an outcome
+    matrix (:class:`~estimators.batch.SharedDesignFrames`, see :mod:`sims.dgp.base`)."""
+    matrix_path = dgp.fixed_design and dgp.outcome is not None
+    if not matrix_path and type(dgp).generate_chunk is DGP.generate_chunk:
+        raise unittest.SkipTest(f"{type(dgp).__name__} draws chunks with the base class's one generate per replicate")
     seeds = (SEED, OTHER_SEED, SEED + 1)
     chunk = dgp.generate_chunk([np.random.default_rng(seed) for seed in seeds])
     assert len(chunk) == len(seeds), f"generate_chunk returned {len(chunk)} replicates for {len(seeds)} generators"
+    if matrix_path:
+        assert isinstance(chunk, SharedDesignFrames), \
+            f"a fixed design with outcome {dgp.outcome!r} gave a {type(chunk).__name__}, not SharedDesignFrames"
     for r, seed in enumerate(seeds):
         pd.testing.assert_frame_equal(chunk[r], _draw(dgp, seed), check_exact=True,
                                       obj=f"replicate {r} of generate_chunk against generate")
@@ -197,6 +204,7 @@ CHECKS: tuple[Callable[[DGP], None], ...] = (
 )
 
 
-def check_dgp(dgp: DGP) -> None:
-    """Run every check on ``dgp``; raise one AssertionError listing each failing check."""
-    run_checks(CHECKS, dgp, type(dgp).__name__)
+def check_dgp(dgp: DGP) -> list[str]:
+    """Run every check on ``dgp``; raise one AssertionError listing each failing check. Returns
+    ``"check: reason"`` for each check that does not apply to ``dgp``."""
+    return run_checks(CHECKS, dgp, type(dgp).__name__)

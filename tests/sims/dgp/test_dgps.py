@@ -480,3 +480,18 @@ def test_crossed_random_parameters_give_items_nested_in_condition_no_slope():
         assert nested.item_covariance[0, 0] == crossed.item_covariance[0, 0]
         np.testing.assert_array_equal(nested.subject_covariance, crossed.subject_covariance)
         assert (nested.intercept, nested.residual_sd) == (crossed.intercept, crossed.residual_sd)
+
+
+def test_checks_that_do_not_apply_are_reported_as_skipped_not_passed():
+    # GoodDGP is a fixed design without an outcome matrix: its chunks are one generate each
+    assert [line.split(":")[0] for line in check_dgp(GoodDGP())] == ["check_chunk_equals_replicates"]
+    assert check_dgp(OutcomeMatrixDGP()) == []
+
+
+def test_a_fixed_design_that_does_not_draw_outcome_matrices_fails_the_chunk_check():
+    class FramesOnly(OutcomeMatrixDGP):
+        def generate_chunk(self, rngs):
+            return [self.generate(rng) for rng in rngs]
+
+    with pytest.raises(AssertionError, match="check_chunk_equals_replicates: .*not SharedDesignFrames"):
+        check_dgp(FramesOnly())
