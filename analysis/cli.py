@@ -23,6 +23,7 @@ from typing import Sequence
 import pandas as pd
 
 from analysis.calibration import CalibrationResult, apply_verdicts, check_calibration, format_calibration
+from analysis.integrity import DamagedStore, verify_run
 from analysis.schema import RESULTS, find_runs, open_results
 
 
@@ -43,6 +44,11 @@ def _runs(directories: Sequence[str]) -> list[Path]:
             what = "does not exist" if not Path(directory).exists() else f"holds no {RESULTS} (nor do its subdirectories)"
             raise UsageError(f"{directory}: {what}; pass a run directory of clustersim")
         runs.extend(found)
+    for run in runs:
+        try:
+            verify_run(run)
+        except DamagedStore as error:
+            raise UsageError(str(error)) from None
     return runs
 
 

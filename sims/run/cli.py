@@ -22,8 +22,10 @@ from analysis.measures import summarise, to_tidy
 from analysis.table import format_table
 from sims.api import compose, open_mapping_overrides
 from estimators.presets import ConfigError, available, conf_dir
+from sims.run.lock import run_directory_lock
 from sims.run.rundir import RunBrokeOff, run_in_directory
 from sims.run.runner import release_workers
+from analysis.integrity import DamagedStore
 from analysis.schema import RESULTS
 from sims.run.study import StudySchema, validate
 
@@ -89,14 +91,19 @@ def _check_composition(overrides: list[str]) -> None:
 def _run(cfg: DictConfig) -> None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        study = validate(cfg)
-        dataset = run_in_directory(study, output_dir)
-    except ConfigError as error:
+        with run_directory_lock(output_dir):  # summary.csv and report.html are written under it too
+            study = validate(cfg)
+            dataset = run_in_directory(study, output_dir)
+            release_workers(study)
+            _summarise_into(cfg, dataset, output_dir)
+    except (ConfigError, DamagedStore) as error:
         fail(str(error))
     except RunBrokeOff as error:
         fail(f"runner: the run broke off ({error}); finished chunks are saved in "
              f"{output_dir / RESULTS}: rerun the same command to resume", code=1)
-    release_workers(study)
+
+
+def _summarise_into(cfg: DictConfig, dataset, output_dir: Path) -> None:
     summary = summarise(dataset)
     to_tidy(summary).to_csv(output_dir / SUMMARY, index=False)
     log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)

@@ -23,6 +23,7 @@ from pathlib import Path
 import xarray as xr
 
 from analysis.measures import summarise, to_tidy
+from analysis.integrity import DamagedStore, verify_run
 from analysis.schema import RESULTS, find_runs
 from sims.run.dataset import write_results
 from sims.run.store import flatten_config
@@ -54,6 +55,11 @@ def swept_keys(configs: list[dict]) -> list[str]:
 def collect(paths: list[Path]) -> xr.Dataset:
     """One dataset with a dimension per swept key."""
     directories = run_dirs(paths)
+    for directory in directories:
+        try:
+            verify_run(directory)
+        except DamagedStore as error:
+            raise CollectError(str(error)) from None
     datasets = [xr.open_zarr(d / RESULTS) for d in directories]
     configs = [flatten_config(json.loads(ds.attrs["provenance"])) for ds in datasets]
     keys = swept_keys(configs)
@@ -94,9 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     except CollectError as error:
         print(f"clustersim-collect: error: {error}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
     merged = merged.chunk({"rep": -1}).load()
-    write_results(merged, args.out / RESULTS)
+    write_results(merged, args.out)
     to_tidy(summarise(merged)).to_csv(args.out / "summary.csv", index=False)
     print(f"merged {len(merged.attrs['collected_from'].split())} runs into {args.out / RESULTS}")
     return 0

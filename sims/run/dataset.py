@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -13,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from analysis.schema import PER_TERM, STATUS_ATTRS, validate_dataset
+from analysis import integrity
+from analysis.schema import PER_TERM, RESULTS, STATUS_ATTRS, validate_dataset
 from estimators.result import Status
+from sims.run.durable import replace_file
 
 VERSIONED_PACKAGES = ("clustersim", "numpy", "scipy", "pandas", "statsmodels", "xarray", "zarr", "hydra-core")
 
@@ -98,11 +101,7 @@ def empty_dataset(study, n_reps: int, lazy: bool = False, rep_chunk: int | None 
 
 def chunk_region(study, chunk) -> dict[str, slice]:
     """Where a chunk's replicates sit in the results dataset (positional slices per dim)."""
-    grid_shape = [len(v) for v in study.grid.values()]
-    position = np.unravel_index(chunk.cell, grid_shape) if grid_shape else ()
-    region = {dim: slice(int(i), int(i) + 1) for dim, i in zip(study.grid, position)}
-    region["rep"] = slice(chunk.reps.start, chunk.reps.stop)
-    return region
+    return integrity.chunk_region(list(study.grid), tuple(len(v) for v in study.grid.values()), chunk.cell, chunk.reps)
 
 
 def chunk_variables(study, chunk) -> dict[str, np.ndarray]:
@@ -162,11 +161,18 @@ def quiet_consolidated_metadata():
         yield
 
 
-def write_results(ds: xr.Dataset, path: Path) -> None:
-    """Write ``ds`` as a zarr store, atomically: a half-written store never has the final name."""
-    path = Path(path)
+def write_results(ds: xr.Dataset, run_dir: Path) -> Path:
+    """Write ``ds`` as ``run_dir/results.zarr`` in one go, atomically (a half-written store never
+    has the final name), with the checksum of its files in the run directory's ledger
+    (:mod:`analysis.integrity`); returns the store's path."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / RESULTS
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     with quiet_consolidated_metadata():
         ds.to_zarr(partial, mode="w", consolidated=True)
-    partial.rename(path)
+    replace_file(run_dir / integrity.LEDGER, f"all {integrity.files_digest(partial)}\n")
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(partial, path)
+    return path

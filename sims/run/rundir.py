@@ -27,11 +27,16 @@ class RunBrokeOff(RuntimeError):
 
 
 def open_store(study: Study, run_dir: Path) -> RunStore:
-    """The run directory's store, created for ``study`` or checked against it (provenance and
-    replicate count) and grown to ``study.n_reps``. Raises :class:`ConfigError`."""
+    """The run directory's store, created for ``study`` or, after completing what a killed run
+    left half done, checked against it (checksums, provenance, coordinates, replicate count)
+    and grown to ``study.n_reps``. Raises :class:`ConfigError` or
+    :class:`~analysis.integrity.DamagedStore`."""
     store = RunStore(run_dir)
+    store.recover()
     if store.exists():
+        store.check_integrity()
         store.check_provenance(study)
+        store.align(study)
         held = store.n_reps
         if study.auto_reps:
             study.n_reps = max(study.n_reps, held)
@@ -78,7 +83,8 @@ def run_until_precise(study: Study, store: RunStore) -> str:
 
 
 def run_in_directory(study: Study, run_dir: Path) -> xr.Dataset:
-    """Run (or resume) ``study`` in ``run_dir``; returns the stored results, lazily."""
+    """Run (or resume) ``study`` in ``run_dir``; returns the stored results, lazily. The caller
+    holds the run directory's lock (:func:`sims.run.lock.run_directory_lock`)."""
     store = open_store(study, run_dir)
     if study.auto_reps:
         reason = run_until_precise(study, store)

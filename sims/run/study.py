@@ -98,6 +98,13 @@ class Study:
     def estimator_names(self) -> list[str]:
         return list(self.config.estimators.keys())
 
+    def reorder_estimators(self, names: list[str]) -> None:
+        """List the estimators in the order ``names`` (the same names in another order): how a
+        stored study's estimators are matched by name. Seeds follow names, not positions."""
+        self.config.estimators = {name: self.config.estimators[name] for name in names}
+        for cell in self.cells:
+            cell.estimators = {name: cell.estimators[name] for name in names}
+
     def yaml(self) -> str:
         return OmegaConf.to_yaml(self.config)
 

@@ -20,7 +20,8 @@ def read_ledger(run_dir) -> list[tuple[int, int, int]]:
     path = Path(run_dir) / "results.progress"
     if not path.exists():
         return []
-    return [tuple(map(int, line.split())) for line in path.read_text().splitlines() if len(line.split()) == 3]
+    lines = [line.split() for line in path.read_text().splitlines()]
+    return [tuple(map(int, parts[:3])) for parts in lines if len(parts) == 4]
 
 
 def env_with_helpers() -> dict[str, str]:

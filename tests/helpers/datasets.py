@@ -4,7 +4,6 @@ hand-made dataset whose measures the tests compute directly."""
 from __future__ import annotations
 
 import itertools
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import yaml
 from scipy import stats
 
 from estimators.result import Status
+from sims.run.dataset import write_results
 
 # estimator -> (bias, SD of the estimate, model SE / SD, share of failed fits)
 DEFAULT_ESTIMATORS = {
@@ -73,13 +73,10 @@ def synthetic_dataset(seed: int = 1, n_reps: int = 200, grid: dict | None = None
 
 
 def write_run(ds: xr.Dataset, run_dir: Path) -> Path:
-    """Store ``ds`` as ``run_dir/results.zarr`` the way a study run does; returns ``run_dir``."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        ds.to_zarr(run_dir / "results.zarr", mode="w", consolidated=True)
-    return run_dir
+    """Store ``ds`` as ``run_dir/results.zarr`` with its checksum, as ``clustersim-collect``
+    does; returns ``run_dir``."""
+    write_results(ds, run_dir)
+    return Path(run_dir)
 
 
 def cells_of(grid: dict) -> list[dict]:

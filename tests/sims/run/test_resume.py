@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -116,3 +117,17 @@ def test_a_dying_worker_loses_no_finished_chunk(tmp_path):
     for _, start, stop in finished:
         assert (ds["status"].isel(rep=slice(start, stop)) == Status.ok).all()
         assert np.isfinite(ds["estimate"].isel(rep=slice(start, stop))).all()
+
+
+def test_two_runs_started_at_once_leave_one_writer_and_a_store_that_resumes(tmp_path, uninterrupted):
+    command = [*clustersim_command(), f"hydra.run.dir={tmp_path}", SLOW, *COMMON]
+    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  env=env_with_helpers()) for _ in range(2)]
+    outcomes = sorted((p.wait(timeout=600), p.stderr.read()) for p in processes)
+    (ok, _), (refused, message) = outcomes
+    assert ok == 0 and refused != 0
+    assert "Traceback" not in message and re.search(r"in use by another clustersim run \(pid \d+", message)
+    assert len(message.strip().splitlines()) == 1, message
+    assert sorted(read_ledger(tmp_path)) == sorted(set(read_ledger(tmp_path)))  # no chunk run twice
+    xr.testing.assert_identical(numbers(tmp_path), numbers(uninterrupted))
+    run(tmp_path, SLOW, *COMMON)  # and it resumes
