@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -10,7 +11,6 @@ import pytest
 
 from estimators.presets import conf_dir
 from helpers import ROOT
-
 
 
 def test_editable_or_source_install_finds_the_source_configs():
@@ -21,15 +21,20 @@ def test_editable_or_source_install_finds_the_source_configs():
 
 @pytest.fixture(scope="module")
 def wheel_env(tmp_path_factory):
-    """A virtual environment with clustersim installed from its wheel (dependencies from the
-    running interpreter's site-packages)."""
+    """A virtual environment with clustersim installed from its wheel, and the dependencies of
+    the running interpreter (a venv's or the system's) on its path through a ``.pth`` file:
+    ``system_site_packages`` would give the base interpreter's, not an outer venv's."""
     work = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(work), str(ROOT)],
                    check=True, capture_output=True)
     wheel = next(work.glob("clustersim-*.whl"))
     env_dir = work / "env"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    outer = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    (Path(site) / "outer_site_packages.pth").write_text("".join(f"{path}\n" for path in outer))
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, capture_output=True)
     return env_dir, work
 
