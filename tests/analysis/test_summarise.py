@@ -11,7 +11,8 @@ import xarray as xr
 from helpers.datasets import synthetic_dataset
 from helpers.datasets import ALPHA, TRUTH, hand_made
 
-from analysis.measures import MEASURES, RepMeans, alpha_label, measure_names, rejection_name, summarise, to_tidy
+from analysis.measures import MEASURES, alpha_label, measure_names, rejection_name, summarise, to_tidy
+from analysis.reduction import RepMeans
 from estimators.result import Status
 
 VALID = (Status.ok, Status.singular)
