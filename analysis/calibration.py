@@ -41,7 +41,8 @@ import xarray as xr
 import yaml
 from scipy import stats
 
-from analysis.measures import VALID_STATUSES, summarise
+from analysis.measures import summarise
+from analysis.replicates import valid_fits
 from analysis.schema import grid_dims
 
 Rule = Literal["both", "test", "band", "either"]
@@ -172,7 +173,7 @@ def check_calibration(
     alphas_e = interval_alphas(ds)
     grid = grid_dims(ds)
     truth = ds["truth"].load()
-    fits_ok = ds["status"].isin([int(s) for s in VALID_STATUSES]).sum("rep").compute()
+    fits_ok = valid_fits(ds["status"]).sum("rep").compute()
 
     names = [str(e) for e in ds["estimator"].values]
     term_list = [str(t) for t in ds["term"].values]

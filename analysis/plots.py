@@ -28,7 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from analysis.measures import summarise
+from analysis.measures import lookup, summarise
+from analysis.replicates import VALID_CODES
 from analysis.schema import grid_dims
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
@@ -36,32 +37,13 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", ":")
 Z95 = 1.959963984540054
 
-LABELS = {
-    "bias": "Bias (units of the estimate)",
-    "relbias": "Relative bias (%)",
-    "empse": "Empirical SE (units of the estimate)",
-    "mse": "Mean squared error (squared units)",
-    "rmse": "Root mean squared error (units of the estimate)",
-    "modelse": "Model SE (units of the estimate)",
-    "relerror_modelse": "Relative error of the model SE (%)",
-    "relprec": "Precision relative to the reference (%)",
-    "coverage": "Coverage (share of intervals)",
-    "becoverage": "Bias-eliminated coverage (share)",
-    "ci_width": "Mean interval width (units of the estimate)",
-    "coverage_all": "Coverage, failures as misses (share)",
-    "failure_rate": "Failure rate (share of replicates)",
-}
-
 
 def measure_label(measure: str, alpha: float) -> str:
-    """Axis label of a measure, with its unit."""
-    if measure in LABELS:
-        return LABELS[measure]
-    if measure.startswith("rejection"):
-        threshold = measure[len("rejection"):].removesuffix("_all").lstrip("_") or f"{alpha:g}"
-        suffix = ", failures as non-rejections" if measure.endswith("_all") else ""
-        return f"Rejection rate, p < {threshold} (share{suffix})"
-    return measure
+    """Axis label of a measure, with its unit (the measure's name when it has none)."""
+    try:
+        return lookup(measure, alpha).label
+    except ValueError:
+        return measure
 
 
 def style(index: int) -> dict:
@@ -141,21 +123,6 @@ def _alpha(ds: xr.Dataset) -> float:
     return float(ds.attrs.get("alpha", 0.05))
 
 
-def _nominal(measure: str, alpha: float) -> float | None:
-    if measure.startswith("coverage") or measure == "becoverage":
-        return 1 - alpha
-    if measure.startswith("rejection"):
-        threshold = measure[len("rejection"):].removesuffix("_all").lstrip("_")
-        return float(threshold) if threshold else alpha
-    if measure in ("bias", "relbias", "relerror_modelse", "relprec"):
-        return 0.0
-    return None
-
-
-def _is_rate(measure: str) -> bool:
-    return measure.startswith(("coverage", "rejection")) or measure in ("becoverage", "failure_rate")
-
-
 def _truth_text(truth: xr.DataArray) -> str:
     values = np.unique(np.asarray(truth, dtype=float))
     if len(values) == 1:
@@ -201,7 +168,8 @@ def plot_measure_vs_factor(ds: xr.Dataset, measure: str = "rejection", factor: s
     other_cells = [dict(zip(others, combo)) for combo in itertools.product(
         *[[v.item() if hasattr(v, "item") else v for v in ds[d].values] for d in others])]
     shown_rows = other_cells[:max_rows]
-    nominal = _nominal(measure, alpha)
+    spec = lookup(measure, alpha)
+    nominal = spec.nominal_at(alpha)
     band_drawn = False
     fig = new_figure(4.2 * len(terms) + 2.4, 3.1 * len(shown_rows) + 0.9)
     axes = _subplots(fig, len(shown_rows), len(terms), sharey="row")
@@ -211,9 +179,9 @@ def plot_measure_vs_factor(ds: xr.Dataset, measure: str = "rejection", factor: s
             part = summary.sel(term=term, measure=measure, **other)
             truth = ds["truth"].sel(term=term, **other)
             if factor is None:
-                _dot_panel(ax, part, names, rate=_is_rate(measure))
+                _dot_panel(ax, part, names, rate=spec.rate)
             else:
-                _line_panel(ax, part, names, factor, ds[factor].values, rate=_is_rate(measure))
+                _line_panel(ax, part, names, factor, ds[factor].values, rate=spec.rate)
                 ax.set_xlabel(factor_label(ds, factor))
             if nominal is not None:
                 ax.axhline(nominal, color="#444444", linestyle="--", linewidth=1)
@@ -326,7 +294,7 @@ def plot_zip(ds: xr.Dataset, term: str | None = None, cell: dict | None = None,
         ax = axes.flat[i]
         one = part.sel(estimator=name)
         lo, hi, est = one["ci_lower"].values, one["ci_upper"].values, one["estimate"].values
-        ok = np.isin(one["status"].values, [0, 2]) & np.isfinite(est) & np.isfinite(lo) & np.isfinite(hi)
+        ok = np.isin(one["status"].values, VALID_CODES) & np.isfinite(est) & np.isfinite(lo) & np.isfinite(hi)
         lo, hi, est = lo[ok], hi[ok], est[ok]
         n = len(est)
         if n == 0:
@@ -432,6 +400,7 @@ def plot_nested_loop(ds: xr.Dataset, measure: str = "rejection", term: str | Non
     line per estimator; underneath, one step line per factor shows its level in each cell."""
     alpha = _alpha(ds)
     term = term or default_terms(ds)[0]
+    spec = lookup(measure, alpha)
     summary = _summary(ds, summary, [measure])
     dims = list(factors or grid_dims(ds))
     if not dims:
@@ -451,10 +420,10 @@ def plot_nested_loop(ds: xr.Dataset, measure: str = "rejection", term: str | Non
         ax.step(x, value, where="mid", color=s["color"], linestyle=s["linestyle"], linewidth=1.5)
         ax.plot(x, value, color=s["color"], marker=s["marker"], linestyle="none", markersize=4)
         low, high = value - Z95 * mcse, value + Z95 * mcse
-        if _is_rate(measure):
+        if spec.rate:
             low, high = np.clip(low, 0, 1), np.clip(high, 0, 1)
         ax.fill_between(x, low, high, step="mid", color=s["color"], alpha=0.12, linewidth=0)
-    nominal = _nominal(measure, alpha)
+    nominal = spec.nominal_at(alpha)
     if nominal is not None:
         ax.axhline(nominal, color="#444444", linestyle="--", linewidth=1)
     truth = ds["truth"].sel(term=term)
@@ -516,7 +485,7 @@ def plot_estimates(ds: xr.Dataset, terms: Sequence[str] | None = None, cell_list
             for i, name in enumerate(names):
                 one = part.sel(estimator=name)
                 values = one["estimate"].values
-                ok = np.isin(one["status"].values, [0, 2]) & np.isfinite(values)
+                ok = np.isin(one["status"].values, VALID_CODES) & np.isfinite(values)
                 if ok.sum() >= 2:
                     data.append(values[ok])
                     positions.append(i)

@@ -27,7 +27,8 @@ import yaml
 
 from analysis import plots
 from analysis.calibration import CalibrationResult, check_calibration, describe_settings, display_table
-from analysis.measures import summarise
+from analysis.measures import lookup, summarise
+from analysis.replicates import VALID_STATUSES
 from analysis.schema import RESULTS, grid_dims, open_results
 from estimators.result import Status
 
@@ -183,6 +184,13 @@ def summary_tables(summary: xr.Dataset, measures: Sequence[str] = TABLE_MEASURES
     return "\n".join(blocks)
 
 
+def measure_key(summary: xr.Dataset, measures: Sequence[str] = TABLE_MEASURES) -> str:
+    """What each column of :func:`summary_tables` is: the measure's label, as HTML."""
+    alpha = float(summary.attrs.get("alpha", 0.05))
+    shown = [m for m in measures if m in summary["measure"].values]
+    return "; ".join(f"<code>{_e(m)}</code> {_e(lookup(m, alpha).label)}" for m in shown)
+
+
 def status_table(ds: xr.Dataset) -> pd.DataFrame:
     """Count of fits per estimator and status (over all cells and replicates)."""
     counts = {}
@@ -264,10 +272,8 @@ def build_html(ds: xr.Dataset, run_dir: Path, summary: xr.Dataset, calibration: 
         for f in figure_list)
     measures_text = (
         "Measures follow Morris, White &amp; Crowther (2019) as rsimsum computes them, each with its Monte Carlo SE "
-        "in parentheses. Valid replicates are fits with status ok or singular and a finite estimate; "
-        "<code>rejection_all</code> counts every replicate, a failed fit as a non-rejection; "
-        "<code>failure_rate</code> is the share of replicates that are not valid. "
-        "<code>becoverage</code> is coverage of the mean estimate (bias-eliminated coverage).")
+        f"in parentheses. Valid replicates are fits with status {' or '.join(s.name for s in VALID_STATUSES)} and a "
+        f"finite estimate. Columns: {measure_key(summary)}.")
     full = summary.to_dataframe().reset_index()
     full["value"] = full["value"].map(lambda v: f"{v:.6g}")
     full["mcse"] = full["mcse"].map(lambda v: f"{v:.3g}")

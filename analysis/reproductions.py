@@ -104,8 +104,8 @@ REPRODUCTIONS = (
 )
 BY_NAME = {r.name: r for r in REPRODUCTIONS}
 
-# Barr et al. (2013), supplementary tables: Type I error (effect 0) in the between-item design at
-# alpha = .01, for 12 and 24 items (quoted in issue 6). Keyed by our estimator names.
+# Barr, Levy, Scheepers & Tily (2013, J Mem Lang 68:255), supplementary tables: Type I error (effect 0)
+# in the between-item design at alpha = .01, for 12 and 24 items. Keyed by our estimator names.
 PUBLISHED = pd.DataFrame(
     [("barr2013", "between_items", n_items, 0.0, 0.01, estimator, value)
      for estimator, values in {"minf": (0.009, 0.009), "max_lrt": (0.017, 0.013), "ri_lrt": (0.032, 0.039),

@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from analysis.measures import MEASURES, summarise, to_tidy
 from estimators.result import Status

@@ -1,4 +1,4 @@
-"""The measures added to the spine's (relative bias, bias-eliminated coverage, CI width, relative
+"""The measures beyond test_measures' (relative bias, bias-eliminated coverage, CI width, relative
 precision, rejection at several alphas, failures counted as events) equal a direct computation
 on hand-made data, and summarise works on lazily opened (dask-backed) datasets."""
 from __future__ import annotations
@@ -11,7 +11,8 @@ import xarray as xr
 from helpers.datasets import synthetic_dataset
 from helpers.datasets import ALPHA, TRUTH, hand_made
 
-from analysis.measures import MEASURES, RepMeans, alpha_label, measure_names, rejection_name, summarise, to_tidy
+from analysis.measures import MEASURES, alpha_label, measure_names, rejection_name, summarise, to_tidy
+from analysis.reduction import RepMeans
 from estimators.result import Status
 
 VALID = (Status.ok, Status.singular)
@@ -27,7 +28,7 @@ def empse(values: list[float]) -> float:
 
 
 def direct(raw: dict, e: int) -> dict[str, tuple[float, float, int]]:
-    """The new measures written out with loops over replicates (formulas in analysis/measures.py)."""
+    """These measures written out with loops over replicates (formulas in analysis/formulas.py)."""
     valid = valid_reps(raw, e)
     t = [raw["estimate"][e, r] for r in valid]
     n = len(t)
