@@ -45,7 +45,8 @@ import yaml
 
 from analysis.measures import DEFAULT_ALPHAS, rejection_name, summarise, to_tidy
 from analysis.plots import plot_measure_vs_factor, save_figure
-from analysis.schema import grid_dims, open_results
+from analysis.integrity import DamagedStore, verify_run
+from analysis.schema import RESULTS, grid_dims, open_results
 
 TERM = "condition"
 TOLERANCE_MCSE = 3.0
@@ -275,9 +276,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     for run in args.runs:
-        path = Path(run) / "results.zarr"
+        path = Path(run) / RESULTS
         if not path.exists():
             print(f"{parser().prog}: error: {path} does not exist", file=sys.stderr)
+            return 2
+        try:
+            verify_run(run)
+        except DamagedStore as error:
+            print(f"{parser().prog}: error: {error}", file=sys.stderr)
             return 2
         ds = open_results(path)
         reproduction = BY_NAME[args.experiment] if args.experiment else identify(ds)
