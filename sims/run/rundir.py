@@ -34,8 +34,10 @@ def open_store(study: Study, run_dir: Path) -> RunStore:
     store = RunStore(run_dir)
     store.recover()
     if store.exists():
-        store.check_integrity()
         store.check_provenance(study)
+        store.discard_if_unverifiable()
+    if store.exists():
+        store.check_integrity()
         store.align(study)
         held = store.n_reps
         if study.auto_reps:

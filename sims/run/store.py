@@ -112,14 +112,14 @@ class RunStore:
     # --- opening an existing store -----------------------------------------------------------
 
     def recover(self) -> None:
-        """Bring the store back to a consistent state after a run that was killed: complete an
-        interrupted change of size or attributes. A store whose ledger was lost (no checksum of
-        its metadata) cannot be trusted for any replicate: it is removed, to be created anew."""
-        if not self.exists():
-            return
-        if self.journal.exists():
+        """Complete a change of size or attributes that a killed run left half done."""
+        if self.exists() and self.journal.exists():
             self._apply(json.loads(self.journal.read_text()))
-        if Ledger.read(self.ledger).meta is None:
+
+    def discard_if_unverifiable(self) -> None:
+        """Remove a store whose ledger was lost (no checksum of its metadata): none of its
+        replicates can be trusted, so all are recomputed (to the same bits)."""
+        if self.exists() and Ledger.read(self.ledger).meta is None:
             log.warning("%s has no checksums in %s: every replicate will be recomputed", self.path, self.ledger)
             shutil.rmtree(self.path)
 
@@ -196,6 +196,7 @@ class RunStore:
                         provenance_hash=provenance_hash(record), rep_chunk=study.chunk_size)
         partial = self.path.with_name(self.path.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
+        self.journal.unlink(missing_ok=True)
         with quiet_consolidated_metadata():
             # Writes the coordinates and the numpy-backed truth and cell_index now; the
             # dask-backed per-replicate variables get only metadata, and data chunk by chunk.

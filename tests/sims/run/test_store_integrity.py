@@ -186,3 +186,13 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
                 pass
     with run_directory_lock(tmp_path):  # released on leaving the block
         pass
+
+
+def test_a_store_without_checksums_is_refused_for_another_config_and_never_wiped(small_study, tmp_path):
+    run(small_study, tmp_path, "n_reps=10", TWO)
+    ledger = tmp_path / "results.progress"
+    # a ledger as earlier versions wrote it: "cell start stop" lines, no checksums
+    ledger.write_text("".join(" ".join(line.split()[:3]) + "\n" for line in ledger.read_text().splitlines()[1:]))
+    with pytest.raises(ConfigError, match="^dgp.slope: differs"):
+        run(small_study, tmp_path, "n_reps=10", TWO, "dgp.slope=0")
+    assert (tmp_path / "results.zarr").is_dir()
