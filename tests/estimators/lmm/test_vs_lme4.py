@@ -3,7 +3,7 @@
 tests/reference/lmm.csv (tests/reference/README.md) and tests/reference_lmm/lmm_extra.csv
 (tests/reference_lmm/make_lmm_references.R) hold, per dataset, formula and REML/ML, lme4's
 estimates, SEs, Satterthwaite df, criterion, sigma, theta, VarCorr and singular verdict (the
-extra file also AIC/BIC, likelihood-ratio tests and rePCA). Tolerances (issue 5):
+extra file also AIC/BIC, likelihood-ratio tests and rePCA). Tolerances:
 
 - criterion at the optimum no worse than lme4's, within 1e-6 relative;
 - fixed effects, SEs, theta, variance components within 1e-4 relative (lme4's own optimum is
