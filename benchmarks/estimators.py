@@ -11,8 +11,8 @@ estimator fits the same replicates
 - ``batch``: ``fit_batch`` on chunks of ``--chunks`` replicates as the runner hands them over
   for a fixed design: one design frame and the chunk's outcome matrix
   (estimators.batch.SharedDesignFrames, drawn by DGP.generate_chunk; 25 is the runner's default
-  chunk size; the OLS family and the LMM engine take the design from the per-process cache of
-  estimators/design_cache.py after the first chunk, as in a study);
+  chunk size; the OLS family and the LMM engine take the design from their per-process design
+  cache (estimators/batch.py) after the first chunk, as in a study);
 - ``frames``: ``fit_batch`` on the smallest chunk size given as a list of data frames, as a
   DGP without ``draw_outcome`` hands them over (each frame is read into the outcome matrix);
 - ``fit``: one replicate at a time (``--fit-reps`` of them).
@@ -63,7 +63,7 @@ import sims  # noqa: E402
 from estimators import sandwich  # noqa: E402
 from estimators.batch import SharedDesignFrames  # noqa: E402
 from estimators.design import build_design  # noqa: E402
-from estimators.wild_bootstrap import bootstrap_weights, cr1_factor  # noqa: E402
+from estimators.wild_bootstrap import bootstrap_weights  # noqa: E402
 
 SEED = 20210415
 SLOW_RATE = 100.0
@@ -126,7 +126,7 @@ def wild_bootstrap_loop(frame: pd.DataFrame, rng: np.random.Generator, n_boot: i
     n, p = X.shape
     M = sandwich.bread(X)
     indicator = sandwich.cluster_indicator(clusters, G)
-    factor = cr1_factor(n, p, G)
+    factor = sandwich.cr1_factor(n, p, G)
 
     def t_statistics(outcome: np.ndarray) -> np.ndarray:
         beta = M @ (X.T @ outcome)

@@ -31,15 +31,15 @@ Fits are by maximum likelihood, as Barr et al.'s. Tests (``inference``), as thei
 - ``wald_z``: t = estimate / SE against N(0, 1) ("t as z"), for every term.
 
 Estimates, SEs and intervals come from the ML fit (Wald z intervals). The two tests of one
-structure share their ML fit: fits are memoised per process by formula and data (the runner
+structure share their ML fit: fits are kept per process by formula and data (the runner
 fits one estimator over a chunk, then the next), so ``max_lrt`` and ``max_z`` on the same
 replicate cost one maximal fit, not two.
+
+The structures, their formulas and slope variances are those of :mod:`estimators.lmm.structures`.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-from collections import OrderedDict
 from typing import Literal, Sequence, get_args
 
 import numpy as np
@@ -47,11 +47,14 @@ import pandas as pd
 from scipy import stats
 
 from estimators.base import Estimator
+from estimators.batch import DesignCache, frame_fingerprint
 from estimators.design import InputError
-from estimators.lmm.cache import model_and_outcome
+from estimators.lmm.cache import model_and_outcomes
 from estimators.lmm.estimator import infer
 from estimators.lmm.fit import MixedFit, MixedModel
 from estimators.lmm.lrt import deviances
+from estimators.lmm.structures import factors_with_slopes, smallest_slope, structure_formula, without_slopes
+from estimators.params import require_columns, require_one_of, require_probability
 from estimators.result import FitResult, Status
 
 Structure = Literal["maximal", "zero_correlation", "intercepts"]
@@ -60,33 +63,8 @@ BarrInference = Literal["lrt", "wald_z"]
 BARR_INFERENCES = get_args(BarrInference)
 
 # ML fits of the last few (formula, data) pairs: a chunk of replicates times the structures.
-MEMO_ENTRIES = 512
-_memo: OrderedDict[tuple[str, bytes], tuple[MixedModel, MixedFit, np.ndarray]] = OrderedDict()
-
-
-def factors_with_slopes(data: pd.DataFrame, predictor: str, factors: Sequence[str]) -> tuple[str, ...]:
-    """The factors within whose levels ``predictor`` varies (for at least one level)."""
-    out = []
-    for factor in factors:
-        if factor not in data.columns:
-            raise InputError(f"grouping column {factor!r} is not in the data")
-        if (data.groupby(factor, sort=False)[predictor].nunique() > 1).any():
-            out.append(factor)
-    return tuple(out)
-
-
-def structure_formula(outcome: str, predictor: str, factors: Sequence[str], slopes: Sequence[str],
-                      correlated: bool) -> str:
-    """``outcome ~ predictor`` plus a random intercept per factor and a slope for those in ``slopes``."""
-    bar = "|" if correlated else "||"
-    terms = [f"(1 + {predictor} {bar} {g})" if g in slopes else f"(1 | {g})" for g in factors]
-    return f"{outcome} ~ {predictor} + " + " + ".join(terms)
-
-
-def slope_variance(fit: MixedFit, factor: str, predictor: str) -> float:
-    """The estimated variance of the by-``factor`` slope of ``predictor`` (correlated or not)."""
-    return sum(float(c.sds[c.names.index(predictor)] ** 2)
-               for c in fit.components if c.group == factor and predictor in c.names)
+MAX_FITS = 512
+fits = DesignCache(MAX_FITS)
 
 
 def model_label(structure: Structure, dropped: Sequence[str], remaining: Sequence[str]) -> str:
@@ -94,22 +72,17 @@ def model_label(structure: Structure, dropped: Sequence[str], remaining: Sequenc
     ``intercepts`` once the fallback has dropped every slope."""
     if structure == "intercepts" or (dropped and not remaining):
         return "intercepts"
-    return structure + "".join(f"_no_{g}_slope" for g in dropped)
+    return without_slopes(structure, dropped)
 
 
 def ml_fit(formula: str, data: pd.DataFrame) -> tuple[MixedModel, MixedFit, np.ndarray]:
-    """The ML fit of ``formula`` to ``data``, its model and y (memoised, see the module docstring)."""
-    key = (formula, hashlib.blake2b(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes()).digest())
-    hit = _memo.get(key)
-    if hit is not None:
-        _memo.move_to_end(key)
-        return hit
-    model, y = model_and_outcome(formula, data, reml=False)
-    hit = model, model.fit(model.outcomes(y[:, None]))[0], y
-    _memo[key] = hit
-    while len(_memo) > MEMO_ENTRIES:
-        _memo.popitem(last=False)
-    return hit
+    """The ML fit of ``formula`` to ``data``, its model and y (kept in :data:`fits`, keyed by the
+    formula and the fingerprint of every column)."""
+    def fit() -> tuple[MixedModel, MixedFit, np.ndarray]:
+        model, Y = model_and_outcomes(formula, data, reml=False)
+        return model, model.fit(model.outcomes(Y))[0], Y[:, 0]
+
+    return fits.get_or_build((formula, frame_fingerprint(data)), fit)
 
 
 class BarrFallback(Estimator):
@@ -135,14 +108,10 @@ class BarrFallback(Estimator):
         self.factors = factors
         self.inference = inference
         self.alpha = alpha
-        if structure not in STRUCTURES:
-            raise ValueError(f"structure: must be one of {', '.join(STRUCTURES)}, got {structure!r}")
-        if not factors or isinstance(factors, str):
-            raise ValueError(f"factors: must be a list of grouping columns, got {factors!r}")
-        if inference not in BARR_INFERENCES:
-            raise ValueError(f"inference: must be one of {', '.join(BARR_INFERENCES)}, got {inference!r}")
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+        require_one_of(structure, "structure", STRUCTURES)
+        require_columns(factors, "factors")
+        require_one_of(inference, "inference", BARR_INFERENCES)
+        require_probability(alpha, "alpha")
 
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
         if self.predictor not in data.columns:
@@ -155,7 +124,7 @@ class BarrFallback(Estimator):
             model, fit, y = ml_fit(formula, data)
             if fit.converged or not slopes or self.structure != "maximal":
                 break
-            smallest = min(slopes, key=lambda g: slope_variance(fit, g, self.predictor))
+            smallest = smallest_slope(fit, slopes)
             slopes.remove(smallest)
             dropped.append(smallest)
         result = self._test(model, fit, y)

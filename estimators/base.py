@@ -13,8 +13,16 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from estimators.design_cache import design_and_outcome, stack_chunk
+from estimators.batch import DesignCache, frame_design, shared_design
+from estimators.design import Design, build_design
 from estimators.result import FitResult
+
+
+def init_parameters(cls: type) -> list[str]:
+    """The names of the explicit parameters of ``cls.__init__`` (no ``self``, ``*args``, ``**kwargs``)."""
+    signature = inspect.signature(cls.__init__)
+    return [name for name, p in signature.parameters.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 class Estimator:
@@ -40,17 +48,9 @@ class Estimator:
         rngs = rngs if rngs is not None else [None] * len(frames)
         return [self.fit(frame, rng) for frame, rng in zip(frames, rngs)]
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [
-            name for name, p in signature.parameters.items()
-            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-
     def get_params(self) -> dict:
         """The constructor's parameters, as passed."""
-        return {name: getattr(self, name) for name in self._param_names()}
+        return {name: getattr(self, name) for name in init_parameters(type(self))}
 
     def clone(self, **overrides) -> "Estimator":
         """A new estimator with the same parameters, some replaced."""
@@ -66,13 +66,20 @@ class Estimator:
     __hash__ = None
 
 
-class SharedDesignEstimator(Estimator):
-    """An estimator whose fit of R replicates sharing a design is a few matrix operations on
-    their (n, R) outcome matrix. Subclasses implement :meth:`_fit_columns`; ``fit`` is the
-    one-column case of it, so the per-replicate and the batched path are the same code.
+# Designs of the OLS family (OLS, fixed effects, GEE, the wild bootstrap) seen by this process:
+# a study has one design per DGP cell, and a process works through one cell at a time.
+MAX_DESIGNS = 4
+designs = DesignCache(MAX_DESIGNS)
 
-    The design comes from the per-process design cache (:mod:`estimators.design_cache`), keyed
-    on the columns it reads, so what depends on the design alone is computed once.
+
+class SharedDesignEstimator(Estimator):
+    """An estimator on the model matrix of ``formula`` (:class:`~estimators.design.Design`)
+    whose fit of R replicates sharing a design is a few matrix operations on their (n, R)
+    outcome matrix. Subclasses implement :meth:`_fit_columns` (or :meth:`_fit_design`); ``fit``
+    is the one-column case of it, so the per-replicate and the batched path are the same code.
+
+    The design comes from :data:`designs` (:mod:`estimators.batch`), keyed on the columns it
+    reads, so what depends on the design alone is computed once.
     """
 
     @property
@@ -80,25 +87,35 @@ class SharedDesignEstimator(Estimator):
         """The cluster column the design needs (None: none)."""
         return getattr(self, "cluster", None)
 
+    def _build(self, data: pd.DataFrame) -> tuple[Design, np.ndarray]:
+        design, y = build_design(self.formula, data, self.design_cluster)
+        return design.read_only(), y
+
+    def _reads(self) -> tuple[str, ...]:
+        return (self.design_cluster,) if self.design_cluster else ()
+
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
-        design, y = design_and_outcome(self.formula, data, self.design_cluster)
-        return self._fit_design(design, y[:, None])[0]
+        design, Y = frame_design(designs, self.formula, (self.design_cluster,), data, self._build, self._reads())
+        return self._fit_design(design, Y, [rng])[0]
 
     def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
         """All replicates of a shared design at once; falls back to one by one when the frames
         differ in more than the outcome."""
-        stacked = stack_chunk(self.formula, frames, self.design_cluster)
-        if stacked is None:
+        rngs = rngs if rngs is not None else [None] * len(frames)
+        shared = shared_design(designs, self.formula, (self.design_cluster,), frames, self._build, self._reads())
+        if shared is None:
             return super().fit_batch(frames, rngs)
-        return self._fit_design(*stacked)
+        return self._fit_design(*shared, rngs)
 
-    def _fit_design(self, design, Y: np.ndarray) -> list[FitResult]:
+    def _fit_design(self, design: Design, Y: np.ndarray, rngs: Sequence[np.random.Generator | None]
+                    ) -> list[FitResult]:
+        """Fit each column of Y on ``design`` (``rngs``: one per column)."""
         if Y.shape[1] == 1:
             # numpy's einsum sums a lone column with other (SIMD) loops than the columns of a
             # matrix; fitting it twice keeps a replicate's bits independent of the chunk size.
             return self._fit_columns(design, np.repeat(Y, 2, axis=1))[:1]
         return self._fit_columns(design, Y)
 
-    def _fit_columns(self, design, Y: np.ndarray) -> list[FitResult]:
+    def _fit_columns(self, design: Design, Y: np.ndarray) -> list[FitResult]:
         """Fit each column of Y (n, R >= 2) on ``design``."""
         raise NotImplementedError

@@ -2,8 +2,9 @@
 pass, in the spirit of scikit-learn's ``check_estimator``.
 
 ``check_estimator(estimator, data)`` runs them all on one data frame and raises one
-AssertionError naming every check that failed. ``CHECKS`` lists them, so that a test can give
-each its own id::
+AssertionError naming every check that failed; otherwise it returns a :class:`CheckReport` of
+the checks that passed and of those skipped, with the reason. ``CHECKS`` lists them, so that a
+test can give each its own id::
 
     case = EstimatorCase(MyEstimator(), data, groups=("subject",))
 
@@ -12,7 +13,10 @@ each its own id::
         check(case)
 
 Each check takes an :class:`EstimatorCase` and raises AssertionError (or the exception that
-escaped the estimator). What the checks assume of an estimator:
+escaped the estimator). A check that does not apply to the case (no replicates for the
+``fit_batch`` check, no grouping column for the relabelling one, ...) raises
+``unittest.SkipTest`` with the reason, which pytest reports as a skipped test and
+:func:`run_checks` as a skipped check, never as a pass. What the checks assume of an estimator:
 
 - The :class:`~estimators.base.Estimator` protocol: constructor parameters stored unchanged,
   ``get_params``/``clone``, ``fit(data, rng)`` returning a :class:`~estimators.result.FitResult`,
@@ -30,7 +34,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
-import inspect
 import random
 import unittest
 from typing import Callable, Mapping, Sequence
@@ -39,7 +42,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from estimators.base import Estimator
+from estimators.base import Estimator, init_parameters
 from estimators.design import InputError
 from estimators.result import NUMERIC_COLUMNS, RESULT_COLUMNS, FitResult, Status
 
@@ -113,6 +116,14 @@ def _compared_columns(case: EstimatorCase, relabelled: bool) -> Sequence[str]:
     return NUMERIC_COLUMNS
 
 
+def _grouping_columns_or_skip(case: EstimatorCase) -> tuple[str, ...]:
+    groups = case.grouping_columns()
+    if not groups:
+        raise unittest.SkipTest("no grouping column (EstimatorCase.groups, or a parameter named like "
+                                f"{', '.join(GROUPING_PARAMETERS)} naming a column of the data)")
+    return groups
+
+
 def _names_column(error: InputError, column: str) -> bool:
     return repr(column) in str(error) or f'"{column}"' in str(error)
 
@@ -126,8 +137,7 @@ def check_params_round_trip(case: EstimatorCase) -> None:
         params = estimator.get_params()
     except AttributeError as error:
         raise AssertionError(f"get_params() failed ({error}): store each __init__ parameter under its own name") from None
-    signature = [n for n, p in inspect.signature(type(estimator).__init__).parameters.items()
-                 if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    signature = init_parameters(type(estimator))
     assert list(params) == signature, f"get_params keys {list(params)} differ from __init__'s {signature}"
     assert yaml.safe_load(yaml.safe_dump(params)) == params, "get_params() does not survive a YAML round trip"
     clone = estimator.clone()
@@ -209,8 +219,9 @@ def check_cluster_relabelling_invariance(case: EstimatorCase) -> None:
     """Renaming the clusters of each grouping column (same partition, new labels in another
     order) changes nothing beyond rounding; for a resampling estimator, which cluster gets which
     draw changes, so only estimates and standard errors are compared."""
+    groups = _grouping_columns_or_skip(case)
     columns = _compared_columns(case, relabelled=True)
-    for k, group in enumerate(case.grouping_columns()):
+    for k, group in enumerate(groups):
         data = case.data.copy()
         data[group] = _relabelled(data[group], SEED + k)
         _assert_same(case.fit(), case.fit(data), f"{group!r} relabelled", INVARIANCE_RTOL, columns)
@@ -241,7 +252,10 @@ def check_missing_column(case: EstimatorCase) -> None:
 
 def check_missing_values(case: EstimatorCase) -> None:
     """A missing value in a column the estimator reads raises InputError naming that column."""
-    for column in _used_columns(case):
+    used = _used_columns(case)
+    if not used:
+        raise unittest.SkipTest("the estimator reads none of the data's columns (dropping any changes nothing)")
+    for column in used:
         data = case.data.copy()
         if data[column].dtype.kind in "biu":
             data[column] = data[column].astype(float)
@@ -257,8 +271,9 @@ def check_missing_values(case: EstimatorCase) -> None:
 def check_single_cluster(case: EstimatorCase) -> None:
     """With all rows in one cluster of a grouping column, the estimator raises InputError naming
     the column (or, if it does not group by that column, gives the same result)."""
+    groups = _grouping_columns_or_skip(case)
     reference = case.fit()
-    for group in case.grouping_columns():
+    for group in groups:
         data = case.data.copy()
         data[group] = data[group].iloc[0]
         try:
@@ -272,7 +287,7 @@ def check_single_cluster(case: EstimatorCase) -> None:
 def check_fit_batch_matches_fit(case: EstimatorCase) -> None:
     """fit_batch over frames of one design gives each frame's fit, to floating-point tolerance."""
     if not case.replicates:
-        return
+        raise unittest.SkipTest("no replicates sharing the design (EstimatorCase.replicates is empty)")
     frames = list(case.replicates)
     seeds = [SEED + r for r in range(len(frames))]
     batch = case.estimator.fit_batch(frames, [np.random.default_rng(s) for s in seeds])
@@ -285,7 +300,7 @@ def check_consistency_on_large_draw(case: EstimatorCase) -> None:
     """On a large draw, every term with a known truth lies within CONSISTENCY_SES standard
     errors of it (or within ``tolerance`` when the term has no standard error)."""
     if case.large_data is None or case.truth is None:
-        return
+        raise unittest.SkipTest("no large draw with its truth (EstimatorCase.large_data, truth)")
     result = case.fit(case.large_data)
     checked = []
     for term, estimate, std_error in zip(result.terms, result.estimate, result.std_error):
@@ -316,24 +331,57 @@ CHECKS: tuple[Callable[[EstimatorCase], None], ...] = (
 )
 
 
-def run_checks(checks: Sequence[Callable], subject: object, label: str) -> list[str]:
-    """Run every check on ``subject``; raise one AssertionError listing each failing check
-    (shared by this suite and :func:`sims.dgp.checks.check_dgp`). Returns ``"check: reason"``
-    for each check that raised ``unittest.SkipTest`` (does not apply to ``subject``)."""
-    failures, skipped = [], []
+@dataclasses.dataclass(frozen=True)
+class CheckReport:
+    """What a run of a conformance suite found: the checks that passed, those skipped (name ->
+    reason) and those that failed (name -> the error)."""
+
+    label: str
+    passed: tuple[str, ...] = ()
+    skipped: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    failed: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"{self.label}: {len(self.passed)} check(s) passed, {len(self.skipped)} skipped, "
+                 f"{len(self.failed)} failed"]
+        lines += [f"failed {name}: {error}" for name, error in self.failed.items()]
+        lines += [f"skipped {name}: {reason}" for name, reason in self.skipped.items()]
+        return "\n".join(lines)
+
+
+class ChecksFailed(AssertionError):
+    """Some checks of a suite failed; ``report`` is the :class:`CheckReport`."""
+
+    def __init__(self, report: CheckReport):
+        super().__init__(f"{report.label} fails {len(report.failed)} check(s):\n"
+                         + "\n".join(f"{name}: {error}" for name, error in report.failed.items())
+                         + "".join(f"\n(skipped {name}: {reason})" for name, reason in report.skipped.items()))
+        self.report = report
+
+
+def run_checks(checks: Sequence[Callable], subject: object, label: str) -> CheckReport:
+    """Run every check on ``subject`` and return the :class:`CheckReport`; raise
+    :class:`ChecksFailed` (an AssertionError) listing each failing check, and the skipped ones
+    apart, when any fails. A check that raises ``unittest.SkipTest`` is skipped, neither passed
+    nor failed. (Shared by this suite and :func:`sims.dgp.checks.check_dgp`.)"""
+    passed, skipped, failed = [], {}, {}
     for check in checks:
         try:
             check(subject)
-        except unittest.SkipTest as reason:
-            skipped.append(f"{check.__name__}: {reason}")
+        except unittest.SkipTest as skip:
+            skipped[check.__name__] = str(skip)
         except Exception as error:  # report every failing check, not just the first
-            failures.append(f"{check.__name__}: {type(error).__name__}: {error}")
-    if failures:
-        raise AssertionError(f"{label} fails {len(failures)} check(s):\n" + "\n".join(failures))
-    return skipped
+            failed[check.__name__] = f"{type(error).__name__}: {error}"
+        else:
+            passed.append(check.__name__)
+    report = CheckReport(label, tuple(passed), skipped, failed)
+    if failed:
+        raise ChecksFailed(report)
+    return report
 
 
-def check_estimator(estimator: Estimator, data: pd.DataFrame, **case: object) -> None:
+def check_estimator(estimator: Estimator, data: pd.DataFrame, **case: object) -> CheckReport:
     """Run every check on ``estimator`` with ``data`` (further :class:`EstimatorCase` fields as
-    keywords); raise one AssertionError listing each failing check."""
-    run_checks(CHECKS, EstimatorCase(estimator, data, **case), repr(estimator))
+    keywords) and return the :class:`CheckReport`; raise one AssertionError listing each
+    failing check."""
+    return run_checks(CHECKS, EstimatorCase(estimator, data, **case), repr(estimator))

@@ -33,6 +33,7 @@ from scipy import stats
 
 from estimators.base import Estimator
 from estimators.design import InputError
+from estimators.params import require_one_of, require_probability
 from estimators.result import FitResult, Status, wald_inference
 
 ClarkTestType = Literal["F1", "F2", "F1xF2", "minF"]
@@ -102,10 +103,8 @@ class ClarkTest(Estimator):
         self.subject = subject
         self.item = item
         self.alpha = alpha
-        if test not in CLARK_TESTS:
-            raise ValueError(f"test: must be one of {', '.join(CLARK_TESTS)}, got {test!r}")
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+        require_one_of(test, "test", CLARK_TESTS)
+        require_probability(alpha, "alpha")
 
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
         self._check_columns(data)

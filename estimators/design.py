@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Sequence, TypeVar
+from typing import Callable, Hashable, TypeVar
 
 import numpy as np
 import pandas as pd
 import patsy
+import scipy.sparse as sp
+
+from estimators import sandwich
 
 T = TypeVar("T")
 
@@ -29,13 +32,26 @@ class Design:
     def derived(self, name: Hashable, compute: Callable[[], T]) -> T:
         """``compute()``, kept with the design: quantities of the design alone (the bread, the
         CR2/CR3 adjustments, ...) are computed once per design object, and once per process for
-        a design held by :mod:`estimators.design_cache`. A computation that raises is not kept."""
+        a design held by a :class:`~estimators.batch.DesignCache`. A computation that raises is
+        not kept."""
         try:
             return self._derived[name]
         except KeyError:
             value = self._derived[name] = compute()
             return value
 
+    @property
+    def indicator(self) -> sp.csr_matrix:
+        """The G x n cluster indicator (:func:`estimators.sandwich.cluster_indicator`), kept
+        with the design."""
+        return self.derived("cluster_indicator", lambda: sandwich.cluster_indicator(self.clusters, self.n_clusters))
+
+    def read_only(self) -> "Design":
+        """The design with its arrays made read-only, as it is shared between fits."""
+        self.X.flags.writeable = False
+        if self.clusters is not None:
+            self.clusters.flags.writeable = False
+        return self
 
 
 class InputError(ValueError):
@@ -77,86 +93,8 @@ def cluster_codes(data: pd.DataFrame, column: str, min_clusters: int = 2) -> tup
     return codes.astype(np.intp), len(uniques)
 
 
-Builder = Callable[[str, pd.DataFrame, "str | None"], "tuple[Design, np.ndarray]"]
-
-
 def build_design(formula: str, data: pd.DataFrame, cluster: str | None = None) -> tuple[Design, np.ndarray]:
     """The design of ``formula`` on ``data`` and the outcome vector."""
     y, X, terms, outcome = outcome_and_matrix(formula, data)
     clusters, n_clusters = cluster_codes(data, cluster) if cluster else (None, 0)
     return Design(outcome, X, terms, clusters, n_clusters), y
-
-
-def stack_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster: str | None = None,
-                   build: Builder = build_design) -> tuple[Design, np.ndarray] | None:
-    """One design and an (n, R) outcome matrix when every frame shares the design, else None.
-
-    Only the first frame is passed through patsy (by ``build``: :func:`build_design`, or
-    :func:`estimators.design_cache.design_and_outcome` to reuse a design seen before); the
-    others must have the same values in every column the design reads, which is checked column
-    by column (cheap next to a refit).
-    """
-    design, y0 = build(formula, frames[0], cluster)
-    if design.outcome not in frames[0].columns:  # a transformed outcome: no shortcut
-        return None
-    columns = [c for c in frames[0].columns if c != design.outcome]
-    reference = frames[0][columns]
-    for frame in frames[1:]:
-        if len(frame) != len(reference) or not frame[columns].equals(reference):
-            return None
-    Y = np.empty((len(y0), len(frames)))
-    Y[:, 0] = y0
-    for r, frame in enumerate(frames[1:], start=1):
-        column = frame[design.outcome].to_numpy(dtype=float)
-        if np.isnan(column).any():
-            raise InputError(f"column {design.outcome!r} has missing values (formula {formula!r})")
-        Y[:, r] = column
-    return design, Y
-
-
-def stack_numeric_outcomes(formula: str, frames: Sequence[pd.DataFrame], cluster: str | None = None,
-                           build: Builder = build_design) -> tuple[Design, np.ndarray] | None:
-    """:func:`stack_outcomes` for frames whose columns are all numeric, at a fraction of its cost.
-
-    Each frame is read once as one float array (``DataFrame.to_numpy``); every column but the
-    outcome must equal the first frame's (missing values in the same places count as equal, as
-    in ``DataFrame.equals``). Frames with other column types, or another column order, go
-    through :func:`stack_outcomes`. (A chunk drawn as an outcome matrix goes through
-    :func:`estimators.design_cache.stack_chunk` instead, which reads no frame.)
-    """
-    first = frames[0]
-    if not all(dtype.kind in "biuf" for dtype in first.dtypes):
-        return stack_outcomes(formula, frames, cluster, build)
-    design, y0 = build(formula, first, cluster)
-    if design.outcome not in first.columns:  # a transformed outcome: no shortcut
-        return None
-    names = tuple(first.columns)
-    position = names.index(design.outcome)
-    reference = first.to_numpy(dtype=float)
-    Y = np.empty((len(y0), len(frames)))
-    Y[:, 0] = y0
-    for r, frame in enumerate(frames[1:], start=1):
-        if tuple(frame.columns) != names:
-            return stack_outcomes(formula, frames, cluster, build)
-        values = frame.to_numpy(dtype=float)
-        if values.shape != reference.shape:
-            return None
-        if not _same_except(values, reference, position):
-            return None
-        Y[:, r] = values[:, position]
-    return design, require_no_missing(Y, design.outcome, formula)
-
-
-def require_no_missing(Y: np.ndarray, outcome: str, formula: str) -> np.ndarray:
-    """``Y``, unless it holds a missing value (InputError naming the outcome column). The sum of
-    Y is NaN when a value is (or when +inf meets -inf), so the elementwise test runs only then."""
-    if np.isnan(Y.sum()) and np.isnan(Y).any():
-        raise InputError(f"column {outcome!r} has missing values (formula {formula!r})")
-    return Y
-
-
-def _same_except(a: np.ndarray, b: np.ndarray, column: int) -> bool:
-    """Equal arrays but for one column, NaN equal to NaN (``DataFrame.equals``)."""
-    equal = a == b
-    equal[:, column] = True
-    return bool(equal.all()) or bool((equal | (np.isnan(a) & np.isnan(b))).all())

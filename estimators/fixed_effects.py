@@ -30,6 +30,7 @@ import numpy as np
 from estimators import sandwich
 from estimators.base import SharedDesignEstimator
 from estimators.design import Design
+from estimators.params import require_one_of, require_probability
 from estimators.result import FitResult, Status, wald_inference_batch
 
 SmallSample = Literal["lsdv", "nested"]
@@ -61,14 +62,14 @@ def within_design(design: Design) -> tuple[tuple[str, ...], np.ndarray, np.ndarr
     """Slope names, the demeaned slope columns and the mask of between-cluster columns."""
     slopes = [j for j, term in enumerate(design.terms) if term != "Intercept"]
     X = design.X[:, slopes]
-    X_within = within(X, design.clusters, design.n_clusters)
+    X_within = within(X, design.clusters, design.n_clusters, design.indicator)
     return tuple(design.terms[j] for j in slopes), X_within, between_cluster_columns(X, X_within)
 
 
 def cr1_fixed_effects_factor(n: int, k: int, n_clusters: int, convention: SmallSample) -> float:
-    """G/(G-1) (n-1)/(n-k-G) (``lsdv``) or G/(G-1) (n-1)/(n-k-1) (``nested``); k slopes."""
-    parameters = k + (n_clusters if convention == "lsdv" else 1)
-    return n_clusters / (n_clusters - 1) * (n - 1) / (n - parameters)
+    """G/(G-1) (n-1)/(n-k-G) (``lsdv``) or G/(G-1) (n-1)/(n-k-1) (``nested``); k slopes: the
+    CR1 factor with the fixed effects counted as G parameters or as one."""
+    return sandwich.cr1_factor(n, k + (n_clusters if convention == "lsdv" else 1), n_clusters)
 
 
 class FixedEffects(SharedDesignEstimator):
@@ -88,10 +89,8 @@ class FixedEffects(SharedDesignEstimator):
         self.cluster = cluster
         self.small_sample = small_sample
         self.alpha = alpha
-        if small_sample not in SMALL_SAMPLE:
-            raise ValueError(f"small_sample: must be one of {', '.join(SMALL_SAMPLE)}, got {small_sample!r}")
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+        require_one_of(small_sample, "small_sample", SMALL_SAMPLE)
+        require_probability(alpha, "alpha")
 
     def _fit_columns(self, design: Design, Y: np.ndarray) -> list[FitResult]:
         terms, X_within, dropped = design.derived("fixed_effects_within", lambda: within_design(design))
@@ -104,7 +103,7 @@ class FixedEffects(SharedDesignEstimator):
             Xk = design.derived("fixed_effects_kept", lambda: X_within[:, kept])
             n, k = Xk.shape
             M = design.derived("fixed_effects_bread", lambda: sandwich.bread(Xk))
-            indicator = design.derived("cluster_indicator", lambda: sandwich.cluster_indicator(clusters, G))
+            indicator = design.indicator
             Y_within = within(Y, clusters, G, indicator)
             beta = sandwich.columnwise(M, sandwich.columnwise(Xk.T, Y_within))
             E = Y_within - sandwich.columnwise(Xk, beta)

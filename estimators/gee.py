@@ -32,6 +32,7 @@ import numpy as np
 from estimators import sandwich
 from estimators.base import SharedDesignEstimator
 from estimators.design import Design
+from estimators.params import require_one_of, require_positive, require_positive_int, require_probability
 from estimators.result import FitResult, Status, wald_inference_batch
 
 Correlation = Literal["independence", "exchangeable"]
@@ -41,7 +42,7 @@ VARIANCES = get_args(Variance)
 
 
 @dataclasses.dataclass(frozen=True)
-class _ClusterSums:
+class ClusterSums:
     """Design-only sums per cluster: sizes n_g, X_g'X_g (G, p, p), X_g'1 (G, p)."""
 
     sizes: np.ndarray
@@ -50,12 +51,10 @@ class _ClusterSums:
     n_pairs: float
 
     @classmethod
-    def of(cls, design: Design) -> "_ClusterSums":
-        X, n = design.X, design.X.shape[0]
-        p = X.shape[1]
-        indicator = sandwich.cluster_indicator(design.clusters, design.n_clusters)
+    def of(cls, design: Design) -> "ClusterSums":
+        X, indicator = design.X, design.indicator
         sizes = np.bincount(design.clusters, minlength=design.n_clusters).astype(float)
-        XtX = np.asarray(indicator @ (X[:, :, None] * X[:, None, :]).reshape(n, p * p)).reshape(-1, p, p)
+        XtX = sandwich.cluster_crossprod(indicator, X, X)
         return cls(sizes, XtX, np.asarray(indicator @ X), float(np.sum(sizes * (sizes - 1) / 2)))
 
 
@@ -64,12 +63,12 @@ def exchangeable_weights(a: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return a[:, None] / (1.0 + (sizes[None, :] - 1.0) * a[:, None])
 
 
-def working_information(sums: _ClusterSums, c: np.ndarray) -> np.ndarray:
+def working_information(sums: ClusterSums, c: np.ndarray) -> np.ndarray:
     """A = sum_g X_g'(I - c_g 11')X_g for every replicate's c (R, G): (R, p, p)."""
     return sums.XtX.sum(axis=0)[None] - np.einsum("rg,gp,gq->rpq", c, sums.Xt1, sums.Xt1)
 
 
-def gls_coefficients(sums: _ClusterSums, XtY: np.ndarray, sumY: np.ndarray, c: np.ndarray) -> np.ndarray:
+def gls_coefficients(sums: ClusterSums, XtY: np.ndarray, sumY: np.ndarray, c: np.ndarray) -> np.ndarray:
     """beta(a) = A^{-1} sum_g X_g'(I - c_g 11') y_g for every replicate: (R, p).
 
     XtY: X_g'y_g (G, p, R); sumY: 1'y_g (G, R); c: (R, G).
@@ -110,26 +109,19 @@ class GEE(SharedDesignEstimator):
         self.tol = tol
         self.max_iter = max_iter
         self.alpha = alpha
-        if correlation not in CORRELATIONS:
-            raise ValueError(f"correlation: must be one of {', '.join(CORRELATIONS)}, got {correlation!r}")
-        if variance not in VARIANCES:
-            raise ValueError(f"variance: must be one of {', '.join(VARIANCES)}, got {variance!r}")
-        if not tol > 0:
-            raise ValueError(f"tol: must be > 0, got {tol!r}")
-        if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-            raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+        require_one_of(correlation, "correlation", CORRELATIONS)
+        require_one_of(variance, "variance", VARIANCES)
+        require_positive(tol, "tol")
+        require_positive_int(max_iter, "max_iter")
+        require_probability(alpha, "alpha")
 
     def _fit_columns(self, design: Design, Y: np.ndarray) -> list[FitResult]:
-        X, clusters, G = design.X, design.clusters, design.n_clusters
-        n, p = X.shape
-        R = Y.shape[1]
+        X = design.X
         # the bread refuses a rank-deficient design with a clear message
         design.derived("bread", lambda: sandwich.bread(X))
-        sums = design.derived("gee_cluster_sums", lambda: _ClusterSums.of(design))
-        indicator = design.derived("cluster_indicator", lambda: sandwich.cluster_indicator(clusters, G))
-        XtY = np.asarray(indicator @ (X[:, :, None] * Y[:, None, :]).reshape(n, p * R)).reshape(G, p, R)
+        sums = design.derived("gee_cluster_sums", lambda: ClusterSums.of(design))
+        indicator = design.indicator
+        XtY = sandwich.cluster_crossprod(indicator, X, Y)
         sumY = np.asarray(indicator @ Y)
 
         beta, phi, a, converged = self._iterate(design, sums, indicator, XtY, sumY, Y)
@@ -147,7 +139,7 @@ class GEE(SharedDesignEstimator):
                                                  message=f"GEE did not converge in {self.max_iter} iterations (tol {self.tol:g})")
         return results
 
-    def _iterate(self, design: Design, sums: _ClusterSums, indicator, XtY: np.ndarray, sumY: np.ndarray,
+    def _iterate(self, design: Design, sums: ClusterSums, indicator, XtY: np.ndarray, sumY: np.ndarray,
                  Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """geepack's iteration (module docstring) for every replicate: beta (R, p), phi, a and
         whether it converged (R,). A replicate that has converged keeps its values."""
@@ -171,16 +163,15 @@ class GEE(SharedDesignEstimator):
                 break
         return beta, phi, a, ~active
 
-    def _vcov(self, design: Design, sums: _ClusterSums, A_inv: np.ndarray, E: np.ndarray, c: np.ndarray,
+    def _vcov(self, design: Design, sums: ClusterSums, A_inv: np.ndarray, E: np.ndarray, c: np.ndarray,
               phi: np.ndarray, a: np.ndarray) -> np.ndarray:
         """(R, p, p) covariance of beta of the requested kind (module docstring)."""
         if self.variance == "naive":
             return (phi * (1.0 - a))[:, None, None] * A_inv
         if self.variance == "mancl_derouen":
             E = mancl_derouen_residuals(design, A_inv, E, c)
-        X, clusters, G = design.X, design.clusters, design.n_clusters
-        indicator = design.derived("cluster_indicator", lambda: sandwich.cluster_indicator(clusters, G))
-        U = sandwich.cluster_scores(X, E, indicator)  # X_g'e_g   (R, G, p)
+        indicator = design.indicator
+        U = sandwich.cluster_scores(design.X, E, indicator)  # X_g'e_g   (R, G, p)
         U -= (c * np.asarray(indicator @ E).T)[:, :, None] * sums.Xt1[None]  # - c_g X_g'1 1'e_g
         return A_inv @ np.einsum("rgp,rgq->rpq", U, U) @ A_inv
 

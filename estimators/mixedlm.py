@@ -15,6 +15,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from estimators.base import Estimator
 from estimators.design import cluster_codes, outcome_and_matrix
+from estimators.params import require_probability
 from estimators.result import FitResult, Status, wald_inference
 
 # A random-effects covariance eigenvalue below this share of its largest one counts as on the
@@ -32,8 +33,7 @@ class MixedLM(Estimator):
         self.re_formula = re_formula
         self.reml = reml
         self.alpha = alpha
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+        require_probability(alpha, "alpha")
 
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
         y, X, terms, _ = outcome_and_matrix(self.formula, data)

@@ -13,6 +13,7 @@ import numpy as np
 from estimators import sandwich
 from estimators.base import SharedDesignEstimator
 from estimators.design import Design
+from estimators.params import require, require_one_of, require_probability
 from estimators.result import FitResult, wald_inference_batch
 
 VcovType = Literal["iid", "HC0", "HC1", "HC2", "HC3", "CR0", "CR1", "CR2", "CR3"]
@@ -35,12 +36,9 @@ class OLS(SharedDesignEstimator):
         self.vcov = vcov
         self.cluster = cluster
         self.alpha = alpha
-        if vcov not in VCOV_TYPES:
-            raise ValueError(f"vcov: must be one of {', '.join(VCOV_TYPES)}, got {vcov!r}")
-        if vcov.startswith("CR") and not cluster:
-            raise ValueError(f"cluster: vcov={vcov!r} needs the name of the cluster column")
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+        require_one_of(vcov, "vcov", VCOV_TYPES)
+        require(not (vcov.startswith("CR") and not cluster), "cluster", f"vcov={vcov!r} needs the name of the cluster column")
+        require_probability(alpha, "alpha")
 
     @property
     def design_cluster(self) -> str | None:
@@ -68,10 +66,9 @@ class OLS(SharedDesignEstimator):
         clusters, G, kind = design.clusters, design.n_clusters, self.vcov
         adjustments = design.derived(("cluster_adjustments", kind),
                                      lambda: sandwich.cluster_adjustments(X, M, clusters, G, kind))
-        indicator = design.derived("cluster_indicator", lambda: sandwich.cluster_indicator(clusters, G))
         adjusted_X = None if adjustments is None else design.derived(
             ("adjusted_design", kind), lambda: sandwich.adjusted_design(X, clusters, adjustments))
-        V = sandwich.vcov_cr(X, M, E, clusters, G, kind, adjusted_X, indicator)
+        V = sandwich.vcov_cr(X, M, E, clusters, G, kind, adjusted_X, design.indicator)
         if kind == "CR2":
             return V, design.derived("cr2_satterthwaite_df",
                                      lambda: sandwich.cr2_satterthwaite_df(X, M, clusters, G, adjustments))

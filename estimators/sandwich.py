@@ -120,12 +120,22 @@ def adjusted_design(X: np.ndarray, clusters: np.ndarray, adjustments: list[np.nd
     return out
 
 
+def cluster_crossprod(indicator: sp.csr_matrix, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A_g' B_g = sum over the rows i of cluster g of a_i b_i', for every cluster: (G, a, b)
+    from A (n, a) and B (n, b), in one sparse product with the cluster indicator."""
+    n, a = A.shape
+    b = B.shape[1]
+    return np.asarray(indicator @ (A[:, :, None] * B[:, None, :]).reshape(n, a * b)).reshape(-1, a, b)
+
+
 def cluster_scores(X: np.ndarray, E: np.ndarray, indicator: sp.csr_matrix) -> np.ndarray:
     """U[r, g, :] = X_g' e_g for each replicate r (shape R, G, p)."""
-    n, p = X.shape
-    R = E.shape[1]
-    products = (X[:, :, None] * E[:, None, :]).reshape(n, p * R)
-    return np.asarray(indicator @ products).reshape(-1, p, R).transpose(2, 0, 1)
+    return cluster_crossprod(indicator, X, E).transpose(2, 0, 1)
+
+
+def cr1_factor(n: int, p: int, n_clusters: int) -> float:
+    """The CR1 small-sample factor G/(G-1) * (n-1)/(n-p), p the number of parameters."""
+    return n_clusters / (n_clusters - 1) * (n - 1) / (n - p)
 
 
 def vcov_cr(X: np.ndarray, M: np.ndarray, E: np.ndarray, clusters: np.ndarray, n_clusters: int,
@@ -147,7 +157,7 @@ def vcov_cr(X: np.ndarray, M: np.ndarray, E: np.ndarray, clusters: np.ndarray, n
     U = cluster_scores(scored, E, indicator)
     V = sandwich(M, np.einsum("rgp,rgq->rpq", U, U))
     if kind == "CR1":
-        V = V * (n_clusters / (n_clusters - 1) * (n - 1) / (n - p))
+        V = V * cr1_factor(n, p, n_clusters)
     return V
 
 

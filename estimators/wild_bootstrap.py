@@ -38,14 +38,13 @@ import dataclasses
 from typing import Literal, Sequence, get_args
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
 from estimators import sandwich
-from estimators.base import Estimator
-from estimators.design import Design, build_design
-from estimators.design_cache import stack_chunk
+from estimators.base import SharedDesignEstimator
+from estimators.design import Design
+from estimators.params import require_one_of, require_positive_int, require_probability
 from estimators.result import FitResult, Status
 
 WeightType = Literal["rademacher", "webb"]
@@ -97,11 +96,6 @@ def bootstrap_weights(kind: WeightType, rng: np.random.Generator | None, n_clust
     return draw(rng, n_clusters, n_boot)
 
 
-def cr1_factor(n: int, p: int, n_clusters: int) -> float:
-    """CR1 small-sample factor G/(G-1) * (n-1)/(n-p)."""
-    return n_clusters / (n_clusters - 1) * (n - 1) / (n - p)
-
-
 @dataclasses.dataclass(frozen=True)
 class _TermDesign:
     """What the bootstrap of coefficient j needs from the design alone (module docstring):
@@ -130,9 +124,9 @@ class _BootstrapDesign:
     def of(cls, design: Design) -> "_BootstrapDesign":
         X, G = design.X, design.n_clusters
         n, p = X.shape
-        M = sandwich.bread(X)
-        indicator = sandwich.cluster_indicator(design.clusters, G)
-        XtX_g = np.asarray(indicator @ (X[:, :, None] * X[:, None, :]).reshape(n, p * p)).reshape(G, p, p)
+        M = design.derived("bread", lambda: sandwich.bread(X))
+        indicator = design.indicator
+        XtX_g = sandwich.cluster_crossprod(indicator, X, X)
         terms = []
         for j in range(p):
             others = np.delete(X, j, axis=1)
@@ -147,7 +141,7 @@ class _BootstrapDesign:
             # sample, tied with it for every b0, however far the interval search goes.
             Kx -= Kx.mean(axis=1)[:, None]
             terms.append(_TermDesign(others, others_pinv, m, w, Sx @ m, Kx))
-        return cls(design, M, indicator, cr1_factor(n, p, G), tuple(terms))
+        return cls(design, M, indicator, sandwich.cr1_factor(n, p, G), tuple(terms))
 
     def null_path(self, term: _TermDesign, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
         """For the (G, B) weights V: N0, N1, q00, q01, q11 (each (B,)) such that the bootstrap
@@ -220,7 +214,7 @@ class _NullPaths:
         return bounds[:, 0], bounds[:, 1]
 
 
-class WildClusterBootstrap(Estimator):
+class WildClusterBootstrap(SharedDesignEstimator):
     """WCR wild cluster bootstrap-t for every coefficient of OLS ``formula`` (see module docstring).
 
     Parameters
@@ -239,26 +233,15 @@ class WildClusterBootstrap(Estimator):
         self.weights = weights
         self.n_boot = n_boot
         self.alpha = alpha
-        if weights not in WEIGHT_TYPES:
-            raise ValueError(f"weights: must be one of {', '.join(WEIGHT_TYPES)}, got {weights!r}")
-        if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-            raise ValueError(f"n_boot: must be a positive integer, got {n_boot!r}")
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+        require_one_of(weights, "weights", WEIGHT_TYPES)
+        require_positive_int(n_boot, "n_boot")
+        require_probability(alpha, "alpha")
 
-    def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
-        design, y = build_design(self.formula, data, self.cluster)
-        return self._bootstrap(_BootstrapDesign.of(design), y, rng)
-
-    def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
-        """Replicates of a shared design: the design-only parts once, then each replicate with
-        its own rng (the same numbers as ``fit``); falls back to one by one."""
-        rngs = rngs if rngs is not None else [None] * len(frames)
-        stacked = stack_chunk(self.formula, frames, self.cluster)
-        if stacked is None:
-            return super().fit_batch(frames, rngs)
-        design, Y = stacked
-        shared = _BootstrapDesign.of(design)
+    def _fit_design(self, design: Design, Y: np.ndarray, rngs: Sequence[np.random.Generator | None]
+                    ) -> list[FitResult]:
+        """The design-only parts once per design, then each replicate with its own rng (the
+        same numbers alone or in a chunk)."""
+        shared = design.derived("wild_bootstrap", lambda: _BootstrapDesign.of(design))
         return [self._bootstrap(shared, np.ascontiguousarray(Y[:, r]), rng) for r, rng in enumerate(rngs)]
 
     def _bootstrap(self, shared: _BootstrapDesign, y: np.ndarray, rng: np.random.Generator | None) -> FitResult:

@@ -18,6 +18,7 @@ Modules, in the order the computation runs:
 - :mod:`.cache`        prepared models kept per design (patsy and Z'Z cost more than a fit)
 - :mod:`.satterthwaite`, :mod:`.lrt`   inference for fixed effects
 - :mod:`.estimator`    :class:`LMM`, the clustersim estimator
+- :mod:`.structures`   random-effects structures: formulas, candidates, slope variances
 - :mod:`.selection`    random-effects model selection estimators
 
 See docs/lmm.md.

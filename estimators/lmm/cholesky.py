@@ -5,7 +5,7 @@ For Lambda = blockdiag(Lambda_1, Lambda_R), D = blockdiag(Lambda, I_p) and the p
 
     Omega(theta) = D'[Z X]'[Z X]D + diag(I_q, 0_p)
 
-is computed in two blocks (Bates et al. 2015, eqs. 18-20; DESIGN.md):
+is computed in two blocks (Bates et al. 2015, eqs. 18-20), the first one level by level:
 
     L_11 L_11' = Lambda_1' Z_1'Z_1 Lambda_1 + I      (block-diagonal: one k_1 x k_1 factor per level)
     L_R1 = D_R' W'Z_1 Lambda_1 L_11^-T
@@ -81,10 +81,6 @@ class BlockedCholesky:
     l1: np.ndarray  # (b, k1, l1)
     lR: np.ndarray  # (b, m)
     r2: np.ndarray  # (b,)
-
-    @property
-    def batch(self) -> int:
-        return self.L11.shape[0]
 
     @property
     def logdet_L(self) -> np.ndarray:

@@ -1,5 +1,7 @@
 """Profiled REML and ML criteria (-2 log-likelihood) of a linear mixed model, their gradients
-in theta, and the REML deviance in (theta, sigma) before sigma is profiled out.
+in theta, the residual SD at the optimum and the information criteria. (The deviance in
+(theta, sigma) before sigma is profiled out, which Satterthwaite's df need, is in
+:mod:`.satterthwaite`.)
 
 Bates, Mächler, Bolker & Walker (2015), eqs. 34 (ML) and 41 (REML), with r^2 the penalised
 residual sum of squares and L_theta, R_X the blocks of the Cholesky factor (:mod:`.cholesky`):

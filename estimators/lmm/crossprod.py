@@ -1,8 +1,8 @@
 """The cross-products of [Z X y] that the profiled criterion needs, split by what changes.
 
-With A = [Z X y]'[Z X y] (Bates et al. 2015, section 3.4; DESIGN.md "the same-design trick"),
-only Z'y, X'y and y'y depend on the outcome; Z'Z, Z'X and X'X are fixed by the design and are
-computed once for every replicate of a fixed design.
+With A = [Z X y]'[Z X y] (Bates et al. 2015, section 3.4), only Z'y, X'y and y'y depend on the
+outcome; Z'Z, Z'X and X'X are fixed by the design and are computed once for every replicate of
+a fixed design (the same-design trick: a chunk of replicates shares one prepared model).
 
 The columns are partitioned as [Z_1 | W] with W = [Z_2 ... Z_T X]: Z_1 is the term with the most
 levels, and Z_1'Z_1 is block-diagonal (one k_1 x k_1 block per level), so it is stored as a
@@ -40,10 +40,6 @@ class DesignProducts:
     def q_rest(self) -> int:
         """Number of random effects in W (terms 2..T)."""
         return sum(levels * k for _, levels, k in self.rest_terms)
-
-    @property
-    def m(self) -> int:
-        return self.BRR.shape[0]
 
 
 @dataclass(frozen=True)

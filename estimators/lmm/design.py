@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from estimators.batch import shared_outcomes
 from estimators.design import InputError, outcome_and_matrix
 from estimators.lmm.formula import MixedFormula, RandomTerm, parse_formula
 
@@ -124,35 +123,3 @@ def _level_codes(data: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarray
     combined = pd.MultiIndex.from_frame(data[list(factors)])
     codes, uniques = pd.factorize(combined, sort=True)
     return codes.astype(np.intp), len(uniques)
-
-
-def same_design_outcomes(frames: Sequence[pd.DataFrame], outcome: str) -> np.ndarray | None:
-    """The (n, R) matrix of column ``outcome`` of each frame when every other column holds the
-    same values in all frames (checked column by column on the arrays), else None.
-    :class:`~estimators.batch.SharedDesignFrames` hand over their outcome matrix as it is."""
-    Y = shared_outcomes(frames, outcome)
-    if Y is not None:
-        if np.isnan(Y).any():
-            raise InputError(f"column {outcome!r} has missing values")
-        return Y
-    first = frames[0]
-    if outcome not in first.columns:  # a transformed outcome such as log(y): no shortcut
-        return None
-    columns = [c for c in first.columns if c != outcome]
-    reference = {c: first[c].to_numpy() for c in columns}
-    Y = np.empty((len(first), len(frames)))
-    for r, frame in enumerate(frames):
-        if r and (list(frame.columns) != list(first.columns) or len(frame) != len(first)
-                  or not all(_same_values(frame[c].to_numpy(), reference[c]) for c in columns)):
-            return None
-        column = frame[outcome].to_numpy(dtype=float)
-        if np.isnan(column).any():
-            raise InputError(f"column {outcome!r} has missing values")
-        Y[:, r] = column
-    return Y
-
-
-def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
-    if a.dtype.kind in "fc" and b.dtype.kind in "fc":
-        return np.array_equal(a, b, equal_nan=True)
-    return a.dtype == b.dtype and np.array_equal(a, b)

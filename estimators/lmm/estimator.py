@@ -24,13 +24,13 @@ import pandas as pd
 
 from estimators.base import Estimator
 from estimators.design import InputError
-from estimators.lmm.cache import model_and_outcome
+from estimators.lmm.cache import model_and_outcomes, shared_model
 from estimators.lmm.crossprod import OutcomeProducts
-from estimators.lmm.design import same_design_outcomes
 from estimators.lmm.fit import MixedFit, MixedModel
 from estimators.lmm.formula import parse_formula
 from estimators.lmm.lrt import likelihood_ratio_tests
 from estimators.lmm.satterthwaite import satterthwaite_df
+from estimators.params import InvalidParameter, require_bool, require_one_of, require_probability
 from estimators.result import FitResult, Status, t_test
 
 Inference = Literal["wald_z", "satterthwaite", "lrt"]
@@ -57,31 +57,26 @@ class LMM(Estimator):
         try:
             parse_formula(formula)
         except InputError as error:
-            raise ValueError(f"formula: {error}") from None
-        if inference not in INFERENCES:
-            raise ValueError(f"inference: must be one of {', '.join(INFERENCES)}, got {inference!r}")
-        if not isinstance(reml, bool):
-            raise ValueError(f"reml: must be true or false, got {reml!r}")
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+            raise InvalidParameter("formula", str(error)) from None
+        require_one_of(inference, "inference", INFERENCES)
+        require_bool(reml, "reml")
+        require_probability(alpha, "alpha")
 
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
-        model, y = model_and_outcome(self.formula, data, self.reml)
-        return self._fit_model(model, y[:, None])[0]
+        return self._fit_model(*model_and_outcomes(self.formula, data, self.reml))[0]
 
     def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
         """All replicates of a shared design in one batch (Z'Z, Z'X, X'X computed once)."""
-        Y = same_design_outcomes(frames, parse_formula(self.formula).outcome)
-        if Y is None:
+        shared = shared_model(self.formula, frames, self.reml)
+        if shared is None:
             return super().fit_batch(frames, rngs)
-        model, _ = model_and_outcome(self.formula, frames[0], self.reml)
-        return self._fit_model(model, Y)
+        return self._fit_model(*shared)
 
     def fit_model(self, data: pd.DataFrame) -> MixedFit:
         """The full fit: fixed effects and their covariance, variance components, criterion,
         log-likelihood, AIC/BIC, convergence and singularity flags, random-effects PCA."""
-        model, y = model_and_outcome(self.formula, data, self.reml)
-        return model.fit(model.outcomes(y[:, None]))[0]
+        model, Y = model_and_outcomes(self.formula, data, self.reml)
+        return model.fit(model.outcomes(Y))[0]
 
     def _fit_model(self, model: MixedModel, Y: np.ndarray) -> list[FitResult]:
         return fit_and_infer(model, Y, self.inference, self.alpha)[1]

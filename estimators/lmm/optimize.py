@@ -8,7 +8,8 @@ replicate and evaluation.
 
 Unconstrained on purpose: the profiled criterion is smooth in theta everywhere and even in the
 sign of each column of the relative factors, so the minimiser needs no bounds (lme4 bounds the
-diagonal at 0 and calls BOBYQA; DESIGN.md suggests the unconstrained form).
+diagonal at 0 and calls BOBYQA; here :meth:`.theta.ThetaLayout.rectify` flips the signs after
+the fit).
 """
 from __future__ import annotations
 

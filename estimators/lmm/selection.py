@@ -2,7 +2,8 @@
 the "keep it maximal" (Barr, Levy, Scheepers & Tily 2013) against the "parsimonious" position
 (Bates, Kliegl, Vasishth & Baayen 2015; Matuschek, Kliegl, Vasishth, Baayen & Bates 2017).
 
-Candidates, for outcome y, predictor c and grouping factors g_1..g_k (default subject, item):
+Candidates (:func:`.structures.candidates`), for outcome y, predictor c and grouping factors
+g_1..g_k (default subject, item):
 
     max           y ~ c + (1 + c | g_1) + ... + (1 + c | g_k)
     zcp           y ~ c + (1 + c || g_1) + ... + (1 + c || g_k)      (zero correlations)
@@ -20,7 +21,6 @@ parameters (no boundary correction, as Matuschek et al. 2017).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -29,10 +29,11 @@ from scipy import stats
 
 from estimators.base import Estimator
 from estimators.design import InputError
-from estimators.lmm.cache import model_and_outcome
-from estimators.lmm.design import same_design_outcomes
+from estimators.lmm.cache import shared_model
 from estimators.lmm.estimator import INFERENCES, Inference, infer
 from estimators.lmm.fit import MixedFit
+from estimators.lmm.structures import Candidate, candidates, factor_variance, slope_variance, smallest_slope
+from estimators.params import require_columns, require_one_of, require_probability
 from estimators.result import FitResult
 
 # A principal component (or a zcp variance component) with less than this share of its factor's
@@ -40,59 +41,10 @@ from estimators.result import FitResult
 PCA_TOLERANCE = 0.005
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One random-effects structure: its name, formula and the factors that keep a slope."""
-
-    name: str
-    formula: str
-    slopes: tuple[str, ...]
-    correlated: bool
-
-
-def candidates(outcome: str, predictor: str, factors: Sequence[str]) -> list[Candidate]:
-    """max, zcp, zcp without one or more slopes (all subsets, largest first), intercepts."""
-    factors = tuple(factors)
-
-    def formula(slopes, correlated):
-        bar = "|" if correlated else "||"
-        terms = [f"(1 + {predictor} {bar} {g})" if g in slopes else f"(1 | {g})" for g in factors]
-        return f"{outcome} ~ {predictor} + " + " + ".join(terms)
-
-    out = [Candidate("max", formula(factors, True), factors, True)]
-    for size in range(len(factors), -1, -1):
-        for dropped in _subsets(factors, len(factors) - size):
-            slopes = tuple(g for g in factors if g not in dropped)
-            if size == len(factors):
-                name = "zcp"
-            elif size == 0:
-                name = "intercepts"
-            else:
-                name = "zcp_" + "_".join(f"no_{g}_slope" for g in dropped)
-            out.append(Candidate(name, formula(slopes, False), slopes, False))
-    return out
-
-
-def _subsets(items: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
-    if size == 0:
-        return [()]
-    return [(items[i],) + rest for i in range(len(items)) for rest in _subsets(items[i + 1:], size - 1)]
-
-
 def lrt_p_value(bigger: MixedFit, smaller: MixedFit) -> float:
     """P(chi^2_df > d_smaller - d_bigger), df = difference in the number of thetas."""
     df = len(bigger.theta) - len(smaller.theta)
     return float(stats.chi2.sf(max(smaller.criterion - bigger.criterion, 0.0), df))
-
-
-def slope_variance(fit: MixedFit, factor: str) -> float:
-    """The variance of the slope term of ``factor`` in a zero-correlation fit."""
-    return sum(float(np.sum(c.sds**2)) for c in fit.components if c.group == factor and "Intercept" not in c.names)
-
-
-def factor_variance(fit: MixedFit, factor: str) -> float:
-    """Total variance of the random effects of ``factor`` (all its terms)."""
-    return sum(float(np.sum(c.sds**2)) for c in fit.components if c.group == factor)
 
 
 class _Selection(Estimator):
@@ -109,33 +61,34 @@ class _Selection(Estimator):
         self.reml = reml
         self.inference = inference
         self.alpha = alpha
-        if not factors or isinstance(factors, str):
-            raise ValueError(f"factors: must be a list of grouping columns, got {factors!r}")
-        if inference not in INFERENCES:
-            raise ValueError(f"inference: must be one of {', '.join(INFERENCES)}, got {inference!r}")
-        if not 0.0 < alpha_select < 1.0:
-            raise ValueError(f"alpha_select: must be in (0, 1), got {alpha_select!r}")
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha: must be in (0, 1), got {alpha!r}")
+        require_columns(factors, "factors")
+        require_one_of(inference, "inference", INFERENCES)
+        require_probability(alpha_select, "alpha_select")
+        require_probability(alpha, "alpha")
 
     def fit(self, data: pd.DataFrame, rng=None) -> FitResult:
         return self._fit_frames([data])[0]
 
     def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
-        if same_design_outcomes(frames, self.outcome) is None:
+        pool = self._pool()
+        if shared_model(pool[0].formula, frames, self.reml) is None:
             return super().fit_batch(frames, rngs)
         return self._fit_frames(frames)
+
+    def _pool(self) -> list[Candidate]:
+        return candidates(self.outcome, self.predictor, self.factors)
 
     def _fit_frames(self, frames: Sequence[pd.DataFrame]) -> list[FitResult]:
         if self.outcome not in frames[0].columns:
             raise InputError(f"outcome column {self.outcome!r} is not in the data")
-        Y = same_design_outcomes(frames, self.outcome)
-        if Y is None:
-            raise InputError(f"the frames of a batch differ in columns other than the outcome {self.outcome!r}")
-        pool = candidates(self.outcome, self.predictor, self.factors)
+        pool = self._pool()
         prepared = []
         for candidate in pool:
-            model, _ = model_and_outcome(candidate.formula, frames[0], self.reml)
+            shared = shared_model(candidate.formula, frames, self.reml)
+            if shared is None:
+                raise InputError(f"outcome column {self.outcome!r} is not numeric, or the frames of a batch "
+                                 "differ in other columns")
+            model, Y = shared
             outcomes = model.outcomes(Y)
             prepared.append((model, outcomes, model.fit(outcomes)))
         chosen = np.array([self.choose(pool, [fits[r] for _, _, fits in prepared]) for r in range(Y.shape[1])])
@@ -156,7 +109,7 @@ class _Selection(Estimator):
         """Drop the smallest remaining slope variance while the LRT does not reject (p >= alpha_select)."""
         index = {c.slopes: i for i, c in enumerate(pool) if not c.correlated}
         while pool[current].slopes:
-            smallest = min(pool[current].slopes, key=lambda g: slope_variance(fits[current], g))
+            smallest = smallest_slope(fits[current], pool[current].slopes)
             reduced = index[tuple(g for g in pool[current].slopes if g != smallest)]
             if lrt_p_value(fits[current], fits[reduced]) < self.alpha_select:
                 break

@@ -36,7 +36,7 @@ import pandas as pd
 import yaml
 
 from estimators.batch import SharedDesignFrames
-from estimators.checks import run_checks
+from estimators.checks import CheckReport, run_checks
 from sims.dgp.base import DGP, InvalidParameter
 from estimators.presets import instantiate
 
@@ -204,7 +204,7 @@ CHECKS: tuple[Callable[[DGP], None], ...] = (
 )
 
 
-def check_dgp(dgp: DGP) -> list[str]:
-    """Run every check on ``dgp``; raise one AssertionError listing each failing check. Returns
-    ``"check: reason"`` for each check that does not apply to ``dgp``."""
+def check_dgp(dgp: DGP) -> CheckReport:
+    """Run every check on ``dgp`` and return the report (passed, skipped with reasons); raise
+    one AssertionError listing each failing check."""
     return run_checks(CHECKS, dgp, type(dgp).__name__)

@@ -1,6 +1,9 @@
 """The conformance suite (estimators/checks.py) catches what it claims to: each broken
-estimator below fails the check named for its defect and passes the others it should."""
+estimator below fails the check named for its defect and passes the others it should; a check
+that does not apply is skipped with its reason, never counted as a pass."""
 from __future__ import annotations
+
+import unittest
 
 import numpy as np
 import pandas as pd
@@ -9,6 +12,7 @@ import pytest
 import sims
 from estimators.checks import (
     CHECKS,
+    ChecksFailed,
     EstimatorCase,
     check_cluster_relabelling_invariance,
     check_consistency_on_large_draw,
@@ -23,6 +27,7 @@ from estimators.checks import (
     check_result_schema,
     check_row_order_invariance,
     check_single_cluster,
+    run_checks,
 )
 from estimators.ols import OLS
 from estimators.result import FitResult
@@ -165,15 +170,69 @@ def test_a_column_the_estimator_does_not_group_by_passes_the_single_cluster_chec
 
 def test_a_sound_estimator_passes_every_check():
     large = sims.build("clustered", n_subjects=100)
-    check_estimator(OLS(vcov="CR2", cluster="subject"), DATA, replicates=replicates(),
-                    large_data=large.generate(np.random.default_rng(4)), truth=large.truth())
+    report = check_estimator(OLS(vcov="CR2", cluster="subject"), DATA, replicates=replicates(),
+                             large_data=large.generate(np.random.default_rng(4)), truth=large.truth())
     assert len(CHECKS) == 12
+    assert report.passed == tuple(check.__name__ for check in CHECKS) and not report.skipped and not report.failed
 
 
 def test_check_estimator_lists_every_failure():
     with pytest.raises(AssertionError) as failure:
         check_estimator(MutatesData(), DATA)
     assert "check_fit_leaves_params_and_data_alone" in str(failure.value)
+    report = failure.value.report
+    assert "check_fit_leaves_params_and_data_alone" in report.failed
+    assert set(report.skipped) == {"check_fit_batch_matches_fit", "check_consistency_on_large_draw",
+                                   "check_cluster_relabelling_invariance", "check_single_cluster"}  # OLS iid groups by nothing
+    assert "(skipped check_fit_batch_matches_fit: no replicates" in str(failure.value)
+
+
+SKIPPED = [
+    (check_fit_batch_matches_fit, {}, "no replicates"),
+    (check_consistency_on_large_draw, {}, "no large draw"),
+    (check_cluster_relabelling_invariance, {"groups": ()}, "no grouping column"),
+    (check_single_cluster, {"groups": ()}, "no grouping column"),
+]
+
+
+@pytest.mark.parametrize(("check", "fields", "reason"), SKIPPED, ids=[c.__name__ for c, _, _ in SKIPPED])
+def test_a_check_that_does_not_apply_is_skipped_with_its_reason(check, fields, reason):
+    with pytest.raises(unittest.SkipTest, match=reason):
+        check(case(OLS(vcov="CR1", cluster="subject"), **fields))
+
+
+def test_an_estimator_that_reads_no_column_skips_the_missing_value_check():
+    class Constant(OLS):
+        def fit(self, data, rng=None):
+            return FitResult(("Intercept",), np.zeros(1), np.ones(1), np.full(1, np.inf), -np.ones(1), np.ones(1), np.ones(1))
+
+    with pytest.raises(unittest.SkipTest, match="reads none"):
+        check_missing_values(case(Constant()))
+
+
+def test_check_estimator_reports_skipped_checks_apart():
+    report = check_estimator(OLS(vcov="CR1", cluster="subject"), DATA)
+    assert set(report.skipped) == {"check_fit_batch_matches_fit", "check_consistency_on_large_draw"}
+    assert len(report.passed) == len(CHECKS) - 2 and not report.failed
+    assert "2 skipped" in str(report) and "skipped check_consistency_on_large_draw: no large draw" in str(report)
+
+
+def test_run_checks_counts_a_skip_neither_as_a_pass_nor_as_a_failure():
+    def passes(subject):
+        pass
+
+    def does_not_apply(subject):
+        raise unittest.SkipTest("not for this subject")
+
+    def fails(subject):
+        raise AssertionError("wrong")
+
+    report = run_checks([passes, does_not_apply], "subject", "label")
+    assert report.passed == ("passes",) and report.skipped == {"does_not_apply": "not for this subject"}
+    with pytest.raises(ChecksFailed, match="label fails 1 check") as failure:
+        run_checks([passes, does_not_apply, fails], "subject", "label")
+    assert failure.value.report.failed == {"fails": "AssertionError: wrong"}
+    assert failure.value.report.skipped == {"does_not_apply": "not for this subject"}
 
 
 def test_groups_are_the_columns_grouping_parameters_name():

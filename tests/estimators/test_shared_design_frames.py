@@ -9,7 +9,7 @@ import pytest
 
 import estimators
 import sims
-from estimators.batch import SharedDesignFrames, shared_outcomes
+from estimators.batch import SharedDesignFrames, frame_fingerprint, stack_outcomes
 from estimators.design import InputError
 
 CLUSTERED = sims.build("clustered", n_subjects=8, n_trials=4)
@@ -58,11 +58,14 @@ def test_frames_are_the_design_with_the_outcome_first():
     pd.testing.assert_frame_equal(part[0], chunk[1])
 
 
-def test_shared_outcomes_only_for_the_varying_column():
+def test_the_matrix_is_handed_over_for_the_varying_column_only():
     chunk = CLUSTERED.generate_chunk(rngs(2))
-    assert shared_outcomes(chunk, "y") is chunk.outcomes
-    assert shared_outcomes(chunk, "X") is None
-    assert shared_outcomes([chunk[0], chunk[1]], "y") is None
+    Y, fingerprint = stack_outcomes("y ~ X", chunk)
+    assert Y is chunk.outcomes and fingerprint == frame_fingerprint(chunk[0], "y")
+    assert stack_outcomes("X ~ y", chunk) is None  # the frames differ in a design column
+    Y, _ = stack_outcomes("y ~ X", [chunk[0], chunk[1]])
+    assert Y is not chunk.outcomes
+    np.testing.assert_array_equal(Y, chunk.outcomes)
 
 
 def test_invalid_chunks_are_refused():

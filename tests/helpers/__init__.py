@@ -1,6 +1,7 @@
 """Everything the tests share that is not a pytest fixture (fixtures are in ``conftest.py``):
-paths, command-line helpers (:mod:`helpers.cli`), results datasets built without fitting
-(:mod:`helpers.datasets`) and estimators that misbehave on purpose (:mod:`helpers.misbehaving`,
+paths, command-line helpers (:mod:`helpers.cli`), one conformance check run as a test
+(:mod:`helpers.checks`), results datasets built without fitting (:mod:`helpers.datasets`) and
+estimators that misbehave on purpose (:mod:`helpers.misbehaving`,
 named by ``_target_: helpers.misbehaving.<Class>`` in the tests' configs)."""
 from pathlib import Path
 

@@ -1,7 +1,8 @@
 """Live comparison with lme4 / lmerTest on freshly simulated, randomly unbalanced designs.
 
-Run with ``pytest -m r tests/test_lmm_live_r.py`` (needs Rscript with lme4 and lmerTest). The
-committed fixtures (test_lmm_vs_lme4.py) pin exact cases; this test draws new ones each seed.
+Run with ``pytest -m r tests/estimators/lmm/test_live_r.py`` (needs Rscript with lme4 and
+lmerTest). The committed fixtures (test_vs_lme4.py) pin exact cases; this test draws new ones
+each seed.
 """
 from __future__ import annotations
 

@@ -484,8 +484,10 @@ def test_crossed_random_parameters_give_items_nested_in_condition_no_slope():
 
 def test_checks_that_do_not_apply_are_reported_as_skipped_not_passed():
     # GoodDGP is a fixed design without an outcome matrix: its chunks are one generate each
-    assert [line.split(":")[0] for line in check_dgp(GoodDGP())] == ["check_chunk_equals_replicates"]
-    assert check_dgp(OutcomeMatrixDGP()) == []
+    report = check_dgp(GoodDGP())
+    assert list(report.skipped) == ["check_chunk_equals_replicates"]
+    assert "check_chunk_equals_replicates" not in report.passed
+    assert check_dgp(OutcomeMatrixDGP()).skipped == {}
 
 
 def test_a_fixed_design_that_does_not_draw_outcome_matrices_fails_the_chunk_check():
