@@ -13,7 +13,8 @@ import numpy as np
 
 
 class InvalidParameter(ValueError):
-    """An estimator parameter out of its range; ``str(error)`` starts with the parameter's name."""
+    """A parameter out of its range (of an estimator; the DGPs raise it too); ``str(error)``
+    starts with the parameter's name."""
 
     def __init__(self, name: str, problem: str):
         super().__init__(f"{name}: {problem}")

@@ -14,7 +14,8 @@ drawn by ``generate_chunk`` as the design's columns and an (n, R) outcome matrix
 or reading a frame.
 
 Parameters are validated in ``__post_init__``; an invalid value raises
-:class:`InvalidParameter`, whose message names the parameter.
+:class:`~estimators.params.InvalidParameter` (the estimators' own), whose message names the
+parameter; ``require`` and ``require_positive_int`` are the estimators' checks too.
 """
 from __future__ import annotations
 
@@ -25,14 +26,10 @@ import numpy as np
 import pandas as pd
 
 from estimators.batch import SharedDesignFrames
+from estimators.params import InvalidParameter, require, require_positive_int
 
-
-class InvalidParameter(ValueError):
-    """A DGP parameter out of its range; ``str(error)`` starts with the parameter's name."""
-
-    def __init__(self, name: str, problem: str):
-        super().__init__(f"{name}: {problem}")
-        self.parameter = name
+__all__ = ["DGP", "InvalidParameter", "read_only", "require", "require_nonnegative", "require_positive_definite",
+           "require_positive_int"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,17 +80,6 @@ def read_only(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for values in columns.values():
         values.flags.writeable = False
     return columns
-
-
-def require(condition: bool, name: str, problem: str) -> None:
-    """Raise :class:`InvalidParameter` for ``name`` unless ``condition`` holds."""
-    if not condition:
-        raise InvalidParameter(name, problem)
-
-
-def require_positive_int(value, name: str) -> None:
-    require(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1,
-            name, f"must be a positive integer, got {value!r}")
 
 
 def require_nonnegative(value, name: str) -> None:
