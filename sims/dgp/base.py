@@ -14,7 +14,8 @@ drawn by ``generate_chunk`` as the design's columns and an (n, R) outcome matrix
 or reading a frame.
 
 Parameters are validated in ``__post_init__``; an invalid value raises
-:class:`InvalidParameter`, whose message names the parameter.
+:class:`InvalidParameter`, whose message names the parameter. A DGP that reads anything besides
+its parameters (a data file) names it in ``provenance()``.
 """
 from __future__ import annotations
 
@@ -72,6 +73,12 @@ class DGP:
 
     def truth(self) -> dict[str, float]:
         raise NotImplementedError
+
+    def provenance(self) -> dict:
+        """What the DGP reads besides its parameters and what changes its numbers (the SHA-256
+        of a data file), as plain values; a study records them with its config
+        (``dgp.<key>`` in the store's provenance), so that a resume refuses a change."""
+        return {}
 
     def params(self) -> dict:
         """The parameters as a plain dict."""
