@@ -41,15 +41,16 @@ of each Z_t, is the copied pilot row's (patsy transforms such as ``center(x)`` k
 values).
 
 The data's rows with a missing value in a column the formula names are dropped (lme4's
-``na.omit``). A file is read once per content: it is fitted once per process for each
+``na.omit``), then the other columns that still have missing values. A file is read once per content: it is fitted once per process for each
 (SHA-256 of the file, formula, reml); its SHA-256 is the DGP's :meth:`provenance`, which the
 results store records with the config (``dgp.data_sha256``), so that a changed file is refused
 on resume like a changed config. ``data`` may name a data set shipped with clustersim as
 ``builtin:<name>`` (``builtin:sleepstudy``, lme4's ``sleepstudy``: ``sims/dgp/data/``); a
 relative path is relative to the current directory.
 
-Columns: the formula's outcome (float) first, then the other columns the formula names, in
-the data's order. Truth: the fitted (or overridden) fixed effects, by term name.
+Columns: the formula's outcome (float) first, then the data's other columns in their order
+(those the formula does not name are copied along with their rows, e.g. a list column for
+another estimator's model). Truth: the fitted (or overridden) fixed effects, by term name.
 """
 from __future__ import annotations
 
@@ -122,7 +123,7 @@ class PilotFit:
     """The pilot data as fitted: what every replicate is drawn from."""
 
     sha256: str
-    frame: pd.DataFrame  # the formula's columns, outcome first, rows without missing values
+    frame: pd.DataFrame  # outcome first; rows and columns without missing values
     formula: MixedFormula
     fit: MixedFit
     X: np.ndarray  # pilot rows x fixed effects
@@ -176,9 +177,8 @@ def _fit_pilot(table: pd.DataFrame, sha256: str, formula: str, reml: bool) -> Pi
         require(False, "formula", str(error).removeprefix("formula: "))
     require(parsed.outcome in table.columns, "formula",
             f"its outcome {parsed.outcome!r} must be a column of the data (columns: {', '.join(map(str, table.columns))})")
-    used = formula_columns(formula, table.columns)
-    frame = table[[parsed.outcome, *(c for c in used if c != parsed.outcome)]]
-    frame = frame.dropna().reset_index(drop=True).copy()
+    frame = table[[parsed.outcome, *(c for c in table.columns if c != parsed.outcome)]]
+    frame = frame.dropna(subset=formula_columns(formula, table.columns)).dropna(axis="columns").reset_index(drop=True)
     for column in frame.columns:
         if isinstance(frame[column].dtype, pd.CategoricalDtype):
             frame[column] = frame[column].astype(frame[column].cat.categories.dtype)
