@@ -8,6 +8,10 @@ The design is checked exactly: extension copies whole levels, replication fills 
 """
 from __future__ import annotations
 
+import re
+import shlex
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -307,3 +311,26 @@ def test_a_singular_pilot_fit_is_refused_unless_allowed(tmp_path):
     assert dgp.covariances["g"][0, 0] == 0.0
     with pytest.raises(InvalidParameter, match="^formula: the pilot fit is singular"):
         FittedDGP(data=data, formula=formula)
+
+
+# --- the documented commands ----------------------------------------------------------------
+
+def documented_commands() -> list[list[str]]:
+    """The ``clustersim`` commands of the ```bash blocks of docs/dgps.md's fitted section."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "dgps.md").read_text()
+    section = text[text.index("\n## fitted\n"):text.index("\n## Seed experiments\n")]
+    commands = []
+    for body in re.findall(r"^```bash\n(.*?)^```", section, flags=re.MULTILINE | re.DOTALL):
+        for line in body.replace("\\\n", " ").splitlines():
+            words = shlex.split(line)
+            if words and words[0] == "clustersim":
+                commands.append([w for w in words[1:] if not w.startswith("hydra.")])
+    return commands
+
+
+def test_the_documented_commands_build_their_studies():
+    commands = documented_commands()
+    assert len(commands) == 3
+    for overrides in commands:
+        study = validate(compose(overrides))
+        assert type(study.cells[0].dgp) is FittedDGP
