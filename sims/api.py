@@ -37,7 +37,7 @@ def open_mapping_overrides(overrides: Sequence[str]) -> list[str]:
     for override in overrides:
         key, equals, value = override.partition("=")
         root = key.split(".", 1)[0]
-        if equals and root == "dgp" and key[:1] not in "+~" and (key.count(".") >= 2 or value.lstrip().startswith("{")):
+        if equals and root == "dgp" and key[:1] not in "+~" and (key.count(".") >= 2 or (key.count(".") == 1 and value.lstrip().startswith("{"))):
             rewritten.append(f"++{override}")
         elif not equals or root not in OPEN_MAPPINGS or key[:1] in "+~":
             rewritten.append(override)

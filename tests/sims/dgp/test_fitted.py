@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 import sims
 from estimators.lmm import LMM
@@ -26,6 +25,7 @@ from sims.dgp.fitted import FittedDGP, data_path
 from sims.run.rundir import run_in_directory
 from sims.run.study import validate
 import analysis
+from helpers.closed_form import sleepstudy_power
 
 K = 3.0
 SEED = 20210415
@@ -203,22 +203,11 @@ def test_type_one_error_of_the_maximal_model_is_within_bradleys_band():
     assert abs(rate - 0.05) <= K * mcse
 
 
-def paired_design_power(effect: float, dgp: FittedDGP, n_subjects: int, alpha: float = 0.05) -> float:
-    """Balanced random-slope design: the GLS slope is the mean of the per-subject OLS slopes,
-    Var = (sd_slope^2 + sigma^2 / Sxx) / m, tested by t with m - 1 df (the Satterthwaite df of
-    the balanced design), so power = P(|T| > t_crit) with T ~ noncentral t(m - 1, effect / SE)."""
-    days = np.arange(10.0)
-    sxx = ((days - days.mean()) ** 2).sum()
-    se = np.sqrt((dgp.covariances["Subject"][1, 1] + dgp.residual_sd ** 2 / sxx) / n_subjects)
-    df = n_subjects - 1
-    critical = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(critical, df, effect / se) + stats.nct.cdf(-critical, df, effect / se))
-
-
 def test_power_at_the_pilot_size_agrees_with_an_independent_loop_and_the_closed_form():
     """Days = 3 ms/day. The study's power (2000 replicates) against (a) a loop in this test
     drawing from the pilot fit with numpy (its own seeds) and fitting with the engine, within
-    K SEs of the difference, and (b) the noncentral-t power of the balanced design."""
+    K SEs of the difference, and (b) the noncentral-t power of the balanced design
+    (helpers.closed_form)."""
     effect, n = 3.0, 2000
     ds = run_study(study_overrides(f"dgp.fixed={{Days: {effect}}}", f"n_reps={n}"))
     power, mcse = rejection(ds, "max")
@@ -239,7 +228,7 @@ def test_power_at_the_pilot_size_agrees_with_an_independent_loop_and_the_closed_
     loop = np.mean([r.p_value[r.terms.index("Days")] < 0.05 for r in results])
     loop_mcse = np.sqrt(loop * (1 - loop) / n)
     assert abs(power - loop) <= K * np.hypot(mcse, loop_mcse), f"study {power:.3f} ({mcse:.3f}), loop {loop:.3f} ({loop_mcse:.3f})"
-    closed_form = paired_design_power(effect, sims.build("fitted"), 18)
+    closed_form = sleepstudy_power(effect, 18)
     assert abs(power - closed_form) <= K * mcse, f"study {power:.3f} ({mcse:.3f}), closed form {closed_form:.3f}"
 
 
@@ -248,7 +237,7 @@ def test_a_grid_over_extend_is_a_sample_size_curve():
     assert list(ds["Subject"].values) == [10, 30]
     for size in (10, 30):
         power, mcse = rejection(ds, "max", Subject=size)
-        expected = paired_design_power(3.0, sims.build("fitted"), size)
+        expected = sleepstudy_power(3.0, size)
         assert abs(power - expected) <= K * mcse, f"{size} subjects: {power:.3f} ({mcse:.3f}), closed form {expected:.3f}"
 
 

@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
-import sims
 from estimators.presets import ConfigError
+from helpers.closed_form import sleepstudy_power
 from sims.run.power import PowerSearch, main, parse_sizes
 
 STUDY = ["experiment=sleepstudy_power", "runner.n_jobs=1", "runner.progress=false"]
-
-
-def closed_form_power(n_subjects: int, effect: float = 3.0, alpha: float = 0.05) -> float:
-    """The t test of the balanced design's mean per-subject slope (docs/dgps.md, fitted)."""
-    dgp = sims.build("fitted")
-    se = np.sqrt((dgp.covariances["Subject"][1, 1] + dgp.residual_sd ** 2 / 82.5) / n_subjects)
-    df = n_subjects - 1
-    critical = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(critical, df, effect / se) + stats.nct.cdf(-critical, df, effect / se))
 
 
 def test_parse_sizes():
@@ -44,7 +33,7 @@ def test_the_search_decides_each_size_on_the_side_of_its_closed_form_power():
     assert list(table.index) == [30, 40, 50]
     assert chosen in (40, 50) and chosen == (40 if table.loc[40, "power"] >= 0.8 else 50)
     for size, row in table.iterrows():
-        truth = closed_form_power(size)
+        truth = sleepstudy_power(3.0, size)
         if row["decision"] in ("above", "below"):
             assert (truth > 0.8) == (row["decision"] == "above"), (size, row["decision"], truth)
             assert row["reps"] < 1000  # decided early: replicates went where the decision was close
