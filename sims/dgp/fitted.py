@@ -144,11 +144,12 @@ _PILOTS: collections.OrderedDict[tuple, PilotFit] = collections.OrderedDict()
 
 def pilot_fit(data: str, formula: str, reml: bool) -> PilotFit:
     """The pilot fit of ``formula`` to the file ``data``, cached by the file's SHA-256."""
-    content = data_path(data).read_bytes()
+    path = data_path(data)
+    content = path.read_bytes()
     sha256 = hashlib.sha256(content).hexdigest()
     key = (sha256, formula, reml)
     if key not in _PILOTS:
-        _PILOTS[key] = _fit_pilot(_read_table(data_path(data), content), sha256, formula, reml)
+        _PILOTS[key] = _fit_pilot(_read_table(path, content), sha256, formula, reml)
         while len(_PILOTS) > CACHE_SIZE:
             _PILOTS.popitem(last=False)
     _PILOTS.move_to_end(key)
@@ -183,6 +184,8 @@ def _fit_pilot(table: pd.DataFrame, sha256: str, formula: str, reml: bool) -> Pi
         if isinstance(frame[column].dtype, pd.CategoricalDtype):
             frame[column] = frame[column].astype(frame[column].cat.categories.dtype)
     require(len(frame) > 0, "data", f"no rows without missing values in {', '.join(frame.columns)}")
+    kind = frame[parsed.outcome].dtype.kind
+    require(kind in "iufb", "formula", f"its outcome {parsed.outcome!r} must be numeric, got {frame[parsed.outcome].dtype}")
     frame = frame.astype({parsed.outcome: float})
     try:
         fit = estimator.fit_model(frame)
