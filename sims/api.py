@@ -26,17 +26,20 @@ OPEN_MAPPINGS = ("estimators", "grid")
 
 
 def open_mapping_overrides(overrides: Sequence[str]) -> list[str]:
-    """Let ``estimators`` and ``grid`` take new keys as plain overrides.
+    """Let ``estimators``, ``grid`` and a DGP's mapping parameters take new keys as plain overrides.
 
-    ``grid.<key>=[...]`` and ``estimators.<name>=<preset>`` add (or replace) one entry;
-    ``estimators={a: ols, b: ols_cr2}`` replaces the whole mapping instead of merging into it.
-    Overrides that already carry a ``+``/``~`` prefix pass unchanged.
+    ``grid.<key>=[...]``, ``estimators.<name>=<preset>`` and ``dgp.<param>.<key>=<value>``
+    (``dgp.extend.Subject=40``; the DGP refuses a key it does not know) add (or replace) one
+    entry, ``dgp.<param>={key: value}`` merges into the parameter's mapping; ``estimators={a: ols, b: ols_cr2}`` replaces the whole mapping instead of merging
+    into it. Overrides that already carry a ``+``/``~`` prefix pass unchanged.
     """
     rewritten = []
     for override in overrides:
         key, equals, value = override.partition("=")
         root = key.split(".", 1)[0]
-        if not equals or root not in OPEN_MAPPINGS or key[:1] in "+~":
+        if equals and root == "dgp" and key[:1] not in "+~" and (key.count(".") >= 2 or (key.count(".") == 1 and value.lstrip().startswith("{"))):
+            rewritten.append(f"++{override}")
+        elif not equals or root not in OPEN_MAPPINGS or key[:1] in "+~":
             rewritten.append(override)
         elif "." in key:
             rewritten.append(f"++{override}")

@@ -15,7 +15,8 @@ or reading a frame.
 
 Parameters are validated in ``__post_init__``; an invalid value raises
 :class:`~estimators.params.InvalidParameter` (the estimators' own), whose message names the
-parameter; ``require`` and ``require_positive_int`` are the estimators' checks too.
+parameter; ``require`` and ``require_positive_int`` are the estimators' checks too. A DGP that
+reads anything besides its parameters (a data file) names it in ``provenance()``.
 """
 from __future__ import annotations
 
@@ -69,6 +70,12 @@ class DGP:
 
     def truth(self) -> dict[str, float]:
         raise NotImplementedError
+
+    def provenance(self) -> dict:
+        """What the DGP reads besides its parameters and what changes its numbers (the SHA-256
+        of a data file), as plain values; a study records them with its config
+        (``dgp.<key>`` in the store's provenance), so that a resume refuses a change."""
+        return {}
 
     def params(self) -> dict:
         """The parameters as a plain dict."""

@@ -16,8 +16,10 @@ Layout of a run directory:
   resumes.
 
 Identity guard: the store records a hash of everything in the config that changes the numbers
-(all but ``runner``, ``n_reps``, ``precision``, ``print_table`` and ``report``); resuming with a
-different config stops with the list of differing keys. The hash sorts keys, so the order of
+(all but ``runner``, ``n_reps``, ``precision``, ``print_table`` and ``report``), and of what the
+DGP reads besides its parameters (``DGP.provenance()``: the SHA-256 of a pilot data file, as
+``dgp.data_sha256``); resuming with a different config or a changed file stops with the list of
+differing keys. The hash sorts keys, so the order of
 estimators, grid factors and grid values is checked against the store's coordinates as well:
 estimators (and terms) listed in another order are mapped to the stored order by name; grid
 factors or values in another order would renumber the cells and their seeds, and are refused.
@@ -52,9 +54,26 @@ NOT_PROVENANCE = ("runner", "n_reps", "precision", "print_table", "report")
 
 
 def provenance(study) -> dict:
-    """The part of the resolved config that determines the numbers."""
+    """The part of the resolved config that determines the numbers, with what the DGPs read
+    besides their parameters (:func:`dgp_inputs`) under ``dgp``."""
     config = OmegaConf.to_container(study.config, resolve=True)
-    return {k: v for k, v in config.items() if k not in NOT_PROVENANCE}
+    record = {k: v for k, v in config.items() if k not in NOT_PROVENANCE}
+    inputs = dgp_inputs(study.cells)
+    if inputs:
+        record["dgp"] = {**record.get("dgp", {}), **inputs}
+    return record
+
+
+def dgp_inputs(cells) -> dict:
+    """Each key of the cells' ``dgp.provenance()`` (e.g. ``data_sha256``): one value when every
+    cell agrees, else the list of the cells' values in cell order."""
+    per_cell = [getattr(cell.dgp, "provenance", dict)() for cell in cells]
+    keys = list(dict.fromkeys(key for facts in per_cell for key in facts))
+    inputs = {}
+    for key in keys:
+        values = [facts.get(key) for facts in per_cell]
+        inputs[key] = values[0] if all(v == values[0] for v in values) else values
+    return inputs
 
 
 def provenance_hash(record: dict) -> str:

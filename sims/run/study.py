@@ -203,12 +203,19 @@ def _flatten_grid(node: Any, prefix: str = "") -> dict[str, list]:
 _ABSENT = object()
 
 
+def _new_key_of_dgp_mapping(cfg: DictConfig, dotted: str) -> bool:
+    """``dgp.<param>.<key>`` where the DGP's parameter is a mapping (``dgp.extend.Subject``): its
+    keys are the user's to choose, and the DGP itself refuses one it does not know."""
+    parent = dotted.rsplit(".", 1)[0]
+    return parent.startswith("dgp.") and isinstance(OmegaConf.select(cfg, parent, default=None), DictConfig)
+
+
 def _grid_dims(cfg: DictConfig, flat: dict[str, list]) -> dict[str, str]:
     dims = {}
     for dotted in flat:
         if dotted.split(".", 1)[0] in UNSWEEPABLE:
             raise ConfigError(f"grid.{dotted}", "cannot be swept: it is a property of the run, not of a scenario")
-        if OmegaConf.select(cfg, dotted, default=_ABSENT) is _ABSENT:
+        if OmegaConf.select(cfg, dotted, default=_ABSENT) is _ABSENT and not _new_key_of_dgp_mapping(cfg, dotted):
             raise ConfigError(f"grid.{dotted}", f"names no key of the config ({dotted!r} does not exist)")
         dim = dotted.rsplit(".", 1)[-1]
         if dim in RESERVED_DIMS:

@@ -1,8 +1,9 @@
 """Everything the tests share that is not a pytest fixture (fixtures are in ``conftest.py``):
 paths, command-line helpers (:mod:`helpers.cli`), one conformance check run as a test
-(:mod:`helpers.checks`), results datasets built without fitting (:mod:`helpers.datasets`) and
-estimators that misbehave on purpose (:mod:`helpers.misbehaving`,
-named by ``_target_: helpers.misbehaving.<Class>`` in the tests' configs)."""
+(:mod:`helpers.checks`), results datasets built without fitting (:mod:`helpers.datasets`),
+estimators that misbehave on purpose (:mod:`helpers.misbehaving`, named by
+``_target_: helpers.misbehaving.<Class>`` in the tests' configs) and closed-form power
+(:mod:`helpers.closed_form`)."""
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]

@@ -72,7 +72,8 @@ def test_params_round_trip_through_sims_build(variant):
 
 def test_every_dgp_module_has_a_preset():
     targets = {type(sims.build(name)).__module__ for name in sims.available("dgp")}
-    assert targets == {"sims.dgp.clustered", "sims.dgp.heteroskedastic", "sims.dgp.simpson", "sims.dgp.confounder", "sims.dgp.crossed"}
+    assert targets == {"sims.dgp.clustered", "sims.dgp.heteroskedastic", "sims.dgp.simpson", "sims.dgp.confounder", "sims.dgp.crossed",
+                       "sims.dgp.fitted"}
 
 
 # --- the suite catches what it should -------------------------------------------------------

@@ -57,3 +57,15 @@ def test_wheel_ships_configs_inside_the_package_and_runs(wheel_env):
     )
     assert done.returncode == 0, done.stderr
     assert (work / "run" / "results.zarr").is_dir() and (work / "run" / "summary.csv").is_file()
+
+
+def test_wheel_ships_the_builtin_pilot_data(wheel_env):
+    """``dgp=fitted`` defaults to ``builtin:sleepstudy``, which must resolve inside the wheel."""
+    env_dir, work = wheel_env
+    probe = subprocess.run(
+        [str(env_dir / "bin" / "python"), "-c",
+         "import sims; d = sims.build('fitted'); print(d.pilot.frame.shape, sorted(d.truth()))"],
+        cwd=work, capture_output=True, text=True, timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "(180, 3) ['Days', 'Intercept']"
