@@ -1,6 +1,7 @@
 """The configs are found from an editable install (source tree) and from a wheel."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -39,6 +40,11 @@ def wheel_env(tmp_path_factory):
     return env_dir, work
 
 
+def outside_env() -> dict[str, str]:
+    """The environment without PYTHONPATH, which would put the source tree before the wheel."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+
+
 def test_wheel_ships_configs_inside_the_package_and_runs(wheel_env):
     env_dir, work = wheel_env
     python = env_dir / "bin" / "python"
@@ -46,14 +52,14 @@ def test_wheel_ships_configs_inside_the_package_and_runs(wheel_env):
     outside.mkdir()
     probe = subprocess.run(
         [str(python), "-c", "import sims, estimators.presets as p; print(sims.__file__); print(p.conf_dir())"],
-        cwd=outside, capture_output=True, text=True, check=True,
+        cwd=outside, capture_output=True, text=True, check=True, env=outside_env(),
     ).stdout.split()
     assert str(env_dir) in probe[0], probe
     assert probe[1].startswith(str(env_dir)) and probe[1].endswith("sims/conf"), probe
     done = subprocess.run(
         [str(env_dir / "bin" / "clustersim"), f"hydra.run.dir={work / 'run'}", "n_reps=3",
          "estimators={ols: ols, ols_cr1: ols_cr1}", "runner.n_jobs=1"],
-        cwd=outside, capture_output=True, text=True, timeout=300,
+        cwd=outside, capture_output=True, text=True, timeout=300, env=outside_env(),
     )
     assert done.returncode == 0, done.stderr
     assert (work / "run" / "results.zarr").is_dir() and (work / "run" / "summary.csv").is_file()
@@ -65,7 +71,7 @@ def test_wheel_ships_the_builtin_pilot_data(wheel_env):
     probe = subprocess.run(
         [str(env_dir / "bin" / "python"), "-c",
          "import sims; d = sims.build('fitted'); print(d.pilot.frame.shape, sorted(d.truth()))"],
-        cwd=work, capture_output=True, text=True, timeout=120,
+        cwd=work, capture_output=True, text=True, timeout=120, env=outside_env(),
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "(180, 3) ['Days', 'Intercept']"
