@@ -1,9 +1,12 @@
 """Estimators that misbehave on purpose, for tests of the runner's failure handling."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 import time
 
+import numpy as np
 
 from estimators.base import Estimator
 from estimators.ols import OLS
@@ -71,3 +74,58 @@ class ExitingOLS(OLS):
         if data["y"].iloc[0] - self.center > self.threshold:
             os._exit(3)
         return super().fit(data, rng)
+
+
+class AbortingOLS(OLS):
+    """OLS whose process dies by ``os.abort()`` (SIGABRT, as a segfault in compiled code would
+    end it) on the replicates whose first outcome is one of ``first_outcomes``."""
+
+    fit_batch = Estimator.fit_batch
+
+    def __init__(self, formula: str = "y ~ X", first_outcomes: tuple = (), alpha: float = 0.05):
+        super().__init__(formula=formula, vcov="iid", alpha=alpha)
+        self.first_outcomes = tuple(float(v) for v in first_outcomes)
+
+    def get_params(self) -> dict:
+        return {"formula": self.formula, "first_outcomes": list(self.first_outcomes), "alpha": self.alpha}
+
+    def fit(self, data, rng=None) -> FitResult:
+        if float(data["y"].iloc[0]) in self.first_outcomes:
+            os.abort()
+        return super().fit(data, rng)
+
+
+class BadResultOLS(OLS):
+    """OLS that misbehaves as ``behaviour`` says on the replicates whose first outcome is one of
+    ``first_outcomes``: returns ``None``, a dict, a result with too few values or a result
+    with NaN or infinite estimates under status ok, or raises ``SystemExit`` or
+    ``KeyboardInterrupt``."""
+
+    fit_batch = Estimator.fit_batch
+
+    def __init__(self, formula: str = "y ~ X", behaviour: str = "none", first_outcomes: tuple = (),
+                 alpha: float = 0.05):
+        super().__init__(formula=formula, vcov="iid", alpha=alpha)
+        self.behaviour = behaviour
+        self.first_outcomes = tuple(float(v) for v in first_outcomes)
+
+    def get_params(self) -> dict:
+        return {"formula": self.formula, "behaviour": self.behaviour, "first_outcomes": list(self.first_outcomes),
+                "alpha": self.alpha}
+
+    def fit(self, data, rng=None):
+        result = super().fit(data, rng)
+        if float(data["y"].iloc[0]) not in self.first_outcomes:
+            return result
+        if self.behaviour == "system_exit":
+            sys.exit(4)
+        if self.behaviour == "keyboard_interrupt":
+            raise KeyboardInterrupt
+        nan, inf = np.full(len(result.terms), np.nan), np.full(len(result.terms), np.inf)
+        return {
+            "none": None,
+            "dict": result.to_frame().to_dict(),
+            "short": dataclasses.replace(result, std_error=result.std_error[:1]),
+            "all_nan": dataclasses.replace(result, estimate=nan),
+            "infinite": dataclasses.replace(result, estimate=np.where(np.arange(len(nan)) == 0, inf, result.estimate)),
+        }[self.behaviour]

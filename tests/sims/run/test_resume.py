@@ -100,19 +100,20 @@ def first_outcomes(n_reps: int) -> np.ndarray:
     return np.array([dgp.generate(data_rng(study.seed, 0, rep))["y"].iloc[0] - 800.0 for rep in range(n_reps)])
 
 
-def test_a_dying_worker_loses_no_finished_chunk(tmp_path):
-    # The worker dies on the first replicate past rep 30 whose outcome tops all earlier ones.
+def test_a_dying_worker_costs_only_the_replicates_that_killed_it(tmp_path):
+    # The worker exits (os._exit(3)) on every replicate past rep 30 whose outcome tops all
+    # earlier ones: replicates 70 and 116. The study finishes; only those two fits are lost.
     y0 = first_outcomes(200)
     threshold = float(y0[:30].max())
-    assert (y0[30:] > threshold).any()
-    dying = f"estimators={{ols: ols, dies: {{_target_: helpers.misbehaving.ExitingOLS, threshold: {threshold!r}}}}}"
-    done = run(tmp_path, dying, "n_reps=200", "runner.chunk_size=3", "runner.n_jobs=2", "print_table=false",
-               "report=false", check=False)
-    assert done.returncode == 1, done.stderr
-    assert "rerun the same command to resume" in done.stderr.strip().splitlines()[-1]
-    finished = read_ledger(tmp_path)
-    assert finished, "chunks finished before the worker died must be stored"
+    dying = np.flatnonzero(y0 > threshold)
+    assert len(dying) == 2
+    estimators = f"estimators={{ols: ols, dies: {{_target_: helpers.misbehaving.ExitingOLS, threshold: {threshold!r}}}}}"
+    run(tmp_path, estimators, "n_reps=200", "runner.chunk_size=10", "runner.n_jobs=2", "print_table=false", "report=false")
+    assert len(read_ledger(tmp_path)) == 20
     ds = xr.open_zarr(tmp_path / "results.zarr").load()
-    for _, start, stop in finished:
-        assert (ds["status"].isel(rep=slice(start, stop)) == Status.ok).all()
-        assert np.isfinite(ds["estimate"].isel(rep=slice(start, stop))).all()
+    status = ds["status"].sel(estimator="dies").values
+    np.testing.assert_array_equal(np.flatnonzero(status != Status.ok), dying)
+    assert [str(m) for m in ds["message"].sel(estimator="dies").values[dying]] == [
+        f"worker died (exit code 3) at replicate {rep}" for rep in dying]
+    assert (ds["status"].sel(estimator="ols") == Status.ok).all()
+    assert np.isfinite(ds["estimate"].sel(estimator="ols")).all()
