@@ -8,6 +8,7 @@ from sims.run.dataset import build_dataset
 from estimators.result import Status
 from sims.run import runner
 from sims.run.seeding import data_rng
+from helpers.misbehaving import first_outcomes
 
 
 def test_raising_estimator_leaves_failed_statuses_and_a_finished_study(small_study):
@@ -42,11 +43,6 @@ def test_raising_estimator_leaves_failed_statuses_and_a_finished_study(small_stu
     assert summary["n"].sel(estimator="flaky", term="X", measure="bias").item() == fine.sum()
 
 
-def first_outcomes(study, reps) -> list[float]:
-    """y[0] of the given replicates of the study's first cell: what the misbehaving helpers key on."""
-    return [float(study.cells[0].dgp.generate(data_rng(study.seed, 0, rep))["y"].iloc[0]) for rep in reps]
-
-
 BAD_RESULTS = {
     "none": "the estimator returned NoneType, not a FitResult",
     "dict": "the estimator returned dict, not a FitResult",
@@ -62,8 +58,7 @@ def test_malformed_results_and_exits_in_a_fit_become_failed(small_study):
     """None, a dict, a short array, estimates that are all NaN or infinite under status ok, and
     SystemExit or KeyboardInterrupt raised in a fit: each is its replicate's ``failed`` status
     with the reason; the study finishes and every other replicate keeps its numbers."""
-    probe = small_study("n_reps=12", "estimators={ols: ols}")
-    bad = first_outcomes(probe, [2, 9])
+    bad = first_outcomes([2, 9])
     estimators = ", ".join(f"{b}: {{_target_: helpers.misbehaving.BadResultOLS, behaviour: {b}, first_outcomes: {bad}}}"
                            for b in BAD_RESULTS)
     study = small_study("n_reps=12", "runner.n_jobs=1", "runner.chunk_size=4", f"estimators={{ols: ols, {estimators}}}")

@@ -9,20 +9,14 @@ import xarray as xr
 
 from estimators.result import Status
 from helpers.cli import clustersim_command, env_with_helpers, read_ledger
+from helpers.misbehaving import first_outcomes
 from sims.api import compose
 from sims.run import runner
 from sims.run.dataset import build_dataset
-from sims.run.seeding import data_rng
 from sims.run.study import validate
 
 BASE = ("n_reps=20", "runner.chunk_size=5", "runner.n_jobs=2")
-ABORTING = "{{_target_: helpers.misbehaving.AbortingOLS, first_outcomes: {}}}"
-
-
-def first_outcomes(reps) -> list[float]:
-    """y[0] of replicates ``reps`` of the default study's cell: what AbortingOLS keys on."""
-    study = validate(compose(["estimators={ols: ols}"]))
-    return [float(study.cells[0].dgp.generate(data_rng(study.seed, 0, rep))["y"].iloc[0]) for rep in reps]
+ABORTING = "{{_target_: helpers.misbehaving.DyingOLS, first_outcomes: {}}}"
 
 
 def numbers(ds: xr.Dataset) -> xr.Dataset:
@@ -61,18 +55,21 @@ def clustersim(run_dir, *overrides):
                           capture_output=True, text=True, timeout=300, env=env_with_helpers())
 
 
-def test_a_study_where_rare_replicates_abort_finishes(tmp_path):
+@pytest.mark.parametrize("death, cause", [("abort", "signal 6, SIGABRT"), ("exit", "exit code 3")])
+def test_a_study_where_rare_replicates_kill_their_worker_finishes(tmp_path, death, cause):
     fatal = [3, 16, 38]
+    dying = f"{{_target_: helpers.misbehaving.DyingOLS, death: {death}, first_outcomes: {first_outcomes(fatal)}}}"
     done = clustersim(tmp_path, "n_reps=40", "runner.chunk_size=4", "runner.n_jobs=2",
-                      f"estimators={{ols: ols, ab: {ABORTING.format(first_outcomes(fatal))}}}")
+                      f"estimators={{ols: ols, dies: {dying}}}")
     assert done.returncode == 0, done.stderr
-    assert len(read_ledger(tmp_path)) == 10
+    assert len(read_ledger(tmp_path)) == 10  # every chunk finished, none lost
     ds = xr.open_zarr(tmp_path / "results.zarr").load()
-    status = ds["status"].sel(estimator="ab").values
+    status = ds["status"].sel(estimator="dies").values
     np.testing.assert_array_equal(np.flatnonzero(status != Status.ok), fatal)
-    assert [str(m) for m in ds["message"].sel(estimator="ab").values[fatal]] == [
-        f"worker died (signal 6, SIGABRT) at replicate {rep}" for rep in fatal]
+    assert [str(m) for m in ds["message"].sel(estimator="dies").values[fatal]] == [
+        f"worker died ({cause}) at replicate {rep}" for rep in fatal]
     assert (ds["status"].sel(estimator="ols") == Status.ok).all()
+    assert np.isfinite(ds["estimate"].sel(estimator="ols")).all()
 
 
 def test_more_fatal_fits_than_the_limit_end_the_run_in_one_line(tmp_path):

@@ -1,4 +1,4 @@
-"""Studies that survive: kill -9 and resume, provenance guard, growing n_reps, dead workers."""
+"""Studies that survive: kill -9 and resume, provenance guard, growing n_reps."""
 from __future__ import annotations
 
 import os
@@ -7,11 +7,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import xarray as xr
 
-from estimators.result import Status
 from helpers.cli import clustersim_command, env_with_helpers, read_ledger
 
 SLOW = "estimators={ols: ols, slow: {_target_: helpers.misbehaving.SlowOLS, pause: 0.05}}"
@@ -87,33 +85,3 @@ def test_fewer_reps_than_stored_is_refused(tmp_path):
     run(tmp_path, "n_reps=5", "estimators={ols: ols}", "print_table=false", "report=false")
     done = run(tmp_path, "n_reps=3", "estimators={ols: ols}", check=False)
     assert done.returncode == 2 and done.stderr.startswith("clustersim: error: n_reps")
-
-
-def first_outcomes(n_reps: int) -> np.ndarray:
-    """y[0] - 800 of each replicate of the default study's single cell."""
-    from sims.api import compose
-    from sims.run.seeding import data_rng
-    from sims.run.study import validate
-
-    study = validate(compose(["estimators={ols: ols}"]))
-    dgp = study.cells[0].dgp
-    return np.array([dgp.generate(data_rng(study.seed, 0, rep))["y"].iloc[0] - 800.0 for rep in range(n_reps)])
-
-
-def test_a_dying_worker_costs_only_the_replicates_that_killed_it(tmp_path):
-    # The worker exits (os._exit(3)) on every replicate past rep 30 whose outcome tops all
-    # earlier ones: replicates 70 and 116. The study finishes; only those two fits are lost.
-    y0 = first_outcomes(200)
-    threshold = float(y0[:30].max())
-    dying = np.flatnonzero(y0 > threshold)
-    assert len(dying) == 2
-    estimators = f"estimators={{ols: ols, dies: {{_target_: helpers.misbehaving.ExitingOLS, threshold: {threshold!r}}}}}"
-    run(tmp_path, estimators, "n_reps=200", "runner.chunk_size=10", "runner.n_jobs=2", "print_table=false", "report=false")
-    assert len(read_ledger(tmp_path)) == 20
-    ds = xr.open_zarr(tmp_path / "results.zarr").load()
-    status = ds["status"].sel(estimator="dies").values
-    np.testing.assert_array_equal(np.flatnonzero(status != Status.ok), dying)
-    assert [str(m) for m in ds["message"].sel(estimator="dies").values[dying]] == [
-        f"worker died (exit code 3) at replicate {rep}" for rep in dying]
-    assert (ds["status"].sel(estimator="ols") == Status.ok).all()
-    assert np.isfinite(ds["estimate"].sel(estimator="ols")).all()
