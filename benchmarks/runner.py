@@ -9,9 +9,12 @@
 2. Overhead: the same study with n_jobs=1, against generating the same replicates and calling
    the same estimators' ``fit`` in a plain loop in this process. Goal: under 5% per replicate.
 3. Peak memory: an OLS-family study (iid, HC3, CR1, CR2 on a 12-row design, batched) at each
-   size in --memory-reps, in a fresh `clustersim` process: the peak over the run of the summed
-   resident sets of the process and its workers (sampled from /proc every 50 ms), and the
-   main process's own peak (getrusage). Goal: flat in n_reps.
+   size in --memory-reps, chunks of --memory-chunk replicates (default: the runner's 25), in a
+   fresh `clustersim` process: the peak over the run of the summed resident sets of the process
+   and its workers (sampled from /proc every 50 ms), the main process's own peak (getrusage),
+   and its peak while the chunks run (until the ledger's last line). Goal: flat in n_reps.
+   ``--code DIR`` runs another checkout's `clustersim` (e.g. ``git archive`` of an older
+   commit), for a before/after comparison in one session.
 
 All ratios are measured in one run on the same machine; OPENBLAS_CORETYPE, when set, slows
 numpy on these machines and is reported.
@@ -40,7 +43,7 @@ COMPUTE_BOUND = "estimators={ols: ols, ols_cr1: ols_cr1, mixedlm_ri: mixedlm_ri,
 OLS_FAMILY = "estimators={ols: ols, hc3: ols_hc3, cr1: ols_cr1, cr2: ols_cr2}"
 # Replicates per chunk in the memory benchmark: the same at every size, since a worker holds one
 # chunk's frames and results at a time (memory grows with the chunk, by design not with n_reps).
-MEMORY_CHUNK = 5000
+MEMORY_CHUNK = 25
 
 
 def study_rate(n_reps: int, n_jobs: int) -> float:
@@ -78,9 +81,21 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
-def peak_memory_mib(n_reps: int) -> tuple[float, float, float]:
-    """(peak summed RSS of the clustersim process and its workers, peak RSS of the clustersim
-    process alone, both in MiB; seconds) for one study."""
+def rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+
+
+def peak_memory_mib(n_reps: int, chunk: int = MEMORY_CHUNK, code: str | None = None) -> dict[str, float]:
+    """Peaks (MiB) of one study: ``tree`` (the clustersim process and its workers), ``main``
+    (the clustersim process alone, getrusage), ``main_run`` (the clustersim process while
+    chunks run, i.e. until the ledger's last line); ``seconds`` and ``run_seconds``."""
+    env = dict(os.environ)
+    if code:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as run_dir:
         command = [sys.executable, "-c", (
             "import resource, sys; from sims.run.cli import main; "
@@ -88,20 +103,26 @@ def peak_memory_mib(n_reps: int) -> tuple[float, float, float]:
             "import atexit; atexit.register(lambda: print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
             "main()"),
             "clustersim", f"hydra.run.dir={run_dir}", f"n_reps={n_reps}", OLS_FAMILY,
-            "dgp.n_subjects=6", "dgp.n_trials=1", f"runner.chunk_size={MEMORY_CHUNK}", "runner.n_jobs=2",
+            "dgp.n_subjects=6", "dgp.n_trials=1", f"runner.chunk_size={chunk}", "runner.n_jobs=2",
             "print_table=false", *DEFAULT]
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        tree_peak = 0
+        start = time.time()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=env, cwd=code or None)
+        tree_peak, samples = 0, []
         while process.poll() is None:
             tree_peak = max(tree_peak, tree_rss_kib(process.pid))
+            samples.append((time.time(), rss_kib(process.pid)))
             time.sleep(0.05)
         stdout, stderr = process.communicate()
-        elapsed = time.perf_counter() - start
+        elapsed = time.time() - start
+        ledger = Path(run_dir) / "results.progress"
+        run_end = ledger.stat().st_mtime if ledger.exists() else start
     if process.returncode != 0:
         raise RuntimeError(stderr)
     main_peak = max(int(line.split()[1]) for line in stdout.splitlines() if line.startswith("PEAK"))
-    return tree_peak / 1024, main_peak / 1024, elapsed
+    run_peak = max((kib for t, kib in samples if t <= run_end), default=0)
+    return {"tree": tree_peak / 1024, "main": main_peak / 1024, "main_run": run_peak / 1024,
+            "seconds": elapsed, "run_seconds": run_end - start}
 
 
 def main() -> None:
@@ -109,6 +130,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["speedup", "overhead", "memory"])
     parser.add_argument("--reps", type=int, default=800, help="replicates for speed-up and overhead")
     parser.add_argument("--memory-reps", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--memory-chunk", type=int, default=MEMORY_CHUNK, help="runner.chunk_size of the memory runs")
+    parser.add_argument("--code", help="a checkout whose clustersim the memory runs use (default: this one)")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     if args.only in (None, "speedup"):
@@ -121,9 +144,11 @@ def main() -> None:
               f"{1e3 / runner_rate:.2f} ms/rep, overhead {100 * (loop / runner_rate - 1):+.1f}% (goal < 5%)")
     if args.only in (None, "memory"):
         for n_reps in args.memory_reps:
-            tree, main_process, seconds = peak_memory_mib(n_reps)
-            print(f"OLS family (4 estimators), {n_reps:,} replicates: peak RSS {tree:.0f} MiB with its workers, "
-                  f"{main_process:.0f} MiB the clustersim process alone, {seconds:.0f} s")
+            peak = peak_memory_mib(n_reps, args.memory_chunk, args.code)
+            print(f"OLS family (4 estimators), {n_reps:,} replicates, chunks of {args.memory_chunk}: peak RSS "
+                  f"{peak['tree']:.0f} MiB with its workers, {peak['main']:.0f} MiB the clustersim process alone "
+                  f"({peak['main_run']:.0f} MiB while the chunks run), {peak['seconds']:.0f} s "
+                  f"({peak['run_seconds']:.0f} s to the last chunk)")
 
 
 if __name__ == "__main__":

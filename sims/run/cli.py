@@ -23,7 +23,7 @@ from analysis.table import format_table
 from sims.api import compose, open_mapping_overrides
 from estimators.presets import ConfigError, available, conf_dir
 from sims.run.lock import run_directory_lock
-from sims.run.rundir import RunBrokeOff, run_in_directory
+from sims.run.rundir import RunBrokeOff, RunInterrupted, run_in_directory
 from sims.run.runner import release_workers
 from analysis.integrity import DamagedStore
 from analysis.schema import RESULTS
@@ -101,6 +101,9 @@ def _run(cfg: DictConfig) -> None:
     except RunBrokeOff as error:
         fail(f"runner: the run broke off ({error}); finished chunks are saved in "
              f"{output_dir / RESULTS}: rerun the same command to resume", code=1)
+    except RunInterrupted as stop:
+        fail(f"runner: stopped by {stop.signame}; finished chunks are saved in "
+             f"{output_dir / RESULTS}: rerun the same command to resume", code=128 + stop.signum)
 
 
 def _summarise_into(cfg: DictConfig, dataset, output_dir: Path) -> None:

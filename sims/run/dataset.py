@@ -19,6 +19,7 @@ from analysis.schema import PER_TERM, RESULTS, STATUS_ATTRS, validate_dataset
 from estimators.result import Status
 from sims.run.durable import replace_file
 
+LAZY_BLOCK = 20_000  # replicates per dask block of a new store's placeholder variables
 VERSIONED_PACKAGES = ("clustersim", "numpy", "scipy", "pandas", "statsmodels", "xarray", "zarr", "hydra-core")
 
 
@@ -82,7 +83,12 @@ def empty_dataset(study, n_reps: int, lazy: bool = False, rep_chunk: int | None 
         if lazy and name != "status":
             import dask.array
 
-            values = dask.array.full(shape, fill, dtype=dtype, chunks=chunks)
+            # Blocks of whole store chunks: the store keeps rep_chunk (its encoding), while the
+            # task graph of writing the placeholders stays small (one task per 25-replicate
+            # chunk made a 10^5-replicate store cost the main process 80 MiB to create).
+            block = rep_chunk * max(1, LAZY_BLOCK // rep_chunk)
+            blocks = tuple(block if d == "rep" else c for d, c in zip(grid_dims + trailing, chunks))
+            values = dask.array.full(shape, fill, dtype=dtype, chunks=blocks)
         else:
             values = np.full(shape, fill, dtype=dtype)
         data_vars[name] = xr.Variable(grid_dims + trailing, values,

@@ -6,7 +6,9 @@ alternative for small studies.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 from pathlib import Path
 
 import xarray as xr
@@ -23,7 +25,16 @@ log = logging.getLogger("clustersim")
 
 
 class RunBrokeOff(RuntimeError):
-    """The runner stopped (a dead worker, a lost scheduler); finished chunks are stored."""
+    """The runner stopped (too many fatal fits, a lost scheduler); finished chunks are stored."""
+
+
+class RunInterrupted(RuntimeError):
+    """Ctrl-C or SIGTERM stopped the run; finished chunks are stored, the workers are stopped."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.signame = signal.Signals(signum).name
+        super().__init__(self.signame)
 
 
 def open_store(study: Study, run_dir: Path) -> RunStore:
@@ -60,9 +71,12 @@ def run_missing(study: Study, store: RunStore) -> None:
              study.config.runner.backend, study.n_jobs)
     progress = Progress(total, total - remaining, enabled=study.config.runner.progress)
     try:
-        for chunk in runner.execute(study, todo):
-            store.write_chunk(study, chunk)
-            progress.update(chunk)
+        with runner.sigterm_as_interrupt(), contextlib.closing(runner.execute(study, todo)) as chunks:
+            for chunk in chunks:
+                store.write_chunk(study, chunk)
+                progress.update(chunk)
+    except KeyboardInterrupt as stop:  # a chunk cut short is not in the ledger, so it is redone
+        raise RunInterrupted(getattr(stop, "signum", signal.SIGINT)) from None
     except Exception as error:  # a dead worker or scheduler: what is stored stays stored
         log.exception("the run broke off")
         first_line = str(error).splitlines()[0] if str(error) else ""

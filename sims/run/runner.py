@@ -4,31 +4,54 @@ A chunk is a run of replicates of one grid cell. Its data are drawn from each re
 seed stream (:mod:`sims.run.seeding`), so the numbers do not depend on ``n_jobs``, the chunk size
 or the backend. When the DGP declares a fixed design, each estimator receives the whole chunk
 through ``fit_batch``; should that raise, the chunk is refitted replicate by replicate so that
-one bad replicate cannot spoil its neighbours. An exception in a fit becomes a ``failed``
-status with its message; a fit that outlives its estimator's ``timeout_s`` becomes
-``timeout``; the study goes on and the data are never redrawn.
+one bad replicate cannot spoil its neighbours. An exception in a fit (``SystemExit`` and
+``KeyboardInterrupt`` included), or a result that is not a well-formed :class:`FitResult`,
+becomes a ``failed`` status with its message; a fit that outlives its estimator's
+``timeout_s`` becomes ``timeout``; the study goes on and the data are never redrawn.
+
+A fit that kills its process (``os.abort()``, a segfault in compiled code, the OOM killer)
+costs only its own replicate: every chunk that was running when a worker died is run again
+replicate by replicate and estimator by estimator in a :class:`~sims.run.sandbox.Sandbox`
+(:func:`isolate_chunk`), the fit that kills the sandbox is stored as ``failed`` with "worker
+died (signal N, ...)" and the others give the bits of an undisturbed run. More than
+``runner.max_worker_deaths`` such fits end the run (:class:`TooManyWorkerDeaths`).
 
 Chunks run on joblib's loky processes (``runner.backend=loky``) or on a dask.distributed
-cluster (``runner.backend=dask``); both call the same :func:`run_chunk`, so they give the
-same bits.
+cluster (``runner.backend=dask``, where each worker runs its chunks in its own sandbox, in a
+main thread, so that time-outs hold there too); both call the same :func:`run_chunk`, so they
+give the same bits. At most a few chunks per worker are in flight at a time, so the main
+process holds neither the whole task list nor its results.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import signal
 import threading
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Iterator, Sequence
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
+import cloudpickle
 import numpy as np
-from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 
 from estimators.result import NUMERIC_COLUMNS, FitResult, Status
+from sims.run.sandbox import Sandbox, WorkerDied, prepare_worker, worker_sandbox
 from sims.run.seeding import data_rng, estimator_rng
-from sims.run.study import Cell, Study
+
+if TYPE_CHECKING:
+    from sims.run.study import Cell, Study
+
+# Chunks in flight per worker: enough to keep the workers busy, few enough that the main
+# process holds only a handful of tasks and results at a time.
+IN_FLIGHT_PER_WORKER = 2
+# A chunk whose isolated run (replicate by replicate, in a sandbox) loses the worker that drives
+# it this many times stops the run: something outside the fits keeps killing workers.
+MAX_ISOLATION_LOSSES = 3
 
 
 @dataclass
@@ -48,17 +71,21 @@ class ChunkResult:
     cell: int
     reps: range
     estimators: dict[str, EstimatorChunk]
+    deaths: list[str] = field(default_factory=list)  # fits that killed their process, described
 
 
 class FitTimeout(Exception):
     """Raised inside a fit that outlived its time-out."""
 
 
+class TooManyWorkerDeaths(RuntimeError):
+    """More fits killed their process than ``runner.max_worker_deaths`` allows."""
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float | None):
     """Raise :class:`FitTimeout` in the block after ``seconds`` (SIGALRM; main thread only,
-    where the loky and local runners fit; elsewhere, e.g. on threaded dask workers, the
-    limit cannot be enforced and the block runs unlimited)."""
+    which is where every worker and sandbox fits; elsewhere the block runs unlimited)."""
     if seconds is None or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -75,16 +102,99 @@ def time_limit(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
+def call_with_time_limit(function: Callable, seconds: float | None):
+    """``function()``, or :class:`FitTimeout` after ``seconds``: by SIGALRM in the main thread;
+    in another thread by waiting for a helper thread, which is left behind if it hangs."""
+    if seconds is None or threading.current_thread() is threading.main_thread():
+        with time_limit(seconds):
+            return function()
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = function()
+        except BaseException as error:
+            outcome["error"] = error
+
+    helper = threading.Thread(target=target, name="clustersim-timed-fit", daemon=True)
+    helper.start()
+    helper.join(seconds)
+    if helper.is_alive():
+        raise FitTimeout(f"fit exceeded its time-out of {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _user_can_interrupt() -> bool:
+    """Whether a KeyboardInterrupt here may be the user's Ctrl-C (the main thread of a process
+    with Python's SIGINT handler); workers ignore SIGINT, so there it came from the fit."""
+    return (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+
+
+def result_problem(result) -> str | None:
+    """Why ``result`` cannot be stored as a fit's result, or None when it can: it must be a
+    :class:`FitResult` with one value per term in every column and a known status."""
+    if not isinstance(result, FitResult):
+        return f"the estimator returned {type(result).__name__}, not a FitResult"
+    try:
+        terms = tuple(result.terms)
+        Status(result.status)
+    except (TypeError, ValueError) as error:
+        return f"malformed FitResult ({type(error).__name__}: {error})"
+    if not all(isinstance(term, str) for term in terms):
+        return "malformed FitResult: its terms are not all strings"
+    for column in NUMERIC_COLUMNS:
+        shape = np.shape(getattr(result, column))
+        if shape != (len(terms),):
+            return f"malformed FitResult: {column} has shape {shape} for {len(terms)} term(s)"
+    if not isinstance(result.extras, dict):
+        return f"malformed FitResult: extras is a {type(result.extras).__name__}, not a dict"
+    return None
+
+
+VALID_FIT = (Status.ok, Status.singular)
+
+
+def checked(result) -> FitResult:
+    """``result`` as the runner stores it: a malformed result becomes ``failed`` with the
+    reason; so does a valid-status (ok or singular) fit with an infinite estimate or with no
+    finite estimate at all. A NaN beside finite estimates stays: it is how an estimator leaves
+    out a term it does not estimate (min F' has no intercept), and the measures skip it."""
+    problem = result_problem(result)
+    if problem is not None:
+        return FitResult.failure((), problem)
+    if result.status in VALID_FIT:
+        estimate = np.asarray(result.estimate, dtype=float)
+        infinite = [t for t, value in zip(result.terms, estimate) if np.isinf(value)]
+        if infinite or not np.isfinite(estimate).any():
+            what = f"infinite estimate of {', '.join(infinite)}" if infinite else "no finite estimate"
+            message = f"{what} with status {Status(result.status).name}"
+            return dataclasses.replace(result, status=Status.failed,
+                                       message=f"{message}: {result.message}" if result.message else message)
+    return result
+
+
 def fit_one(estimator, frame, rng, timeout: float | None) -> tuple[FitResult, float]:
     start = time.perf_counter()
     try:
         with time_limit(timeout):
-            result = estimator.fit(frame, rng)
+            result = checked(estimator.fit(frame, rng))
     except FitTimeout as error:
         result = FitResult.failure((), str(error), Status.timeout)
     except Exception as error:  # a failing fit is a result; the message says why
-        result = FitResult.failure((), f"{type(error).__name__}: {error}".splitlines()[0])
+        result = FitResult.failure((), _first_line(error))
+    except (SystemExit, KeyboardInterrupt) as error:
+        if isinstance(error, KeyboardInterrupt) and _user_can_interrupt():
+            raise
+        result = FitResult.failure((), _first_line(error))
     return result, time.perf_counter() - start
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}".splitlines()[0] if text else type(error).__name__
 
 
 def _fit_chunk(estimator, frames: list, rngs: list, fixed_design: bool,
@@ -94,10 +204,15 @@ def _fit_chunk(estimator, frames: list, rngs: list, fixed_design: bool,
         try:
             with time_limit(None if timeout is None else timeout * len(frames)):
                 results = estimator.fit_batch(frames, rngs)
-        except Exception:
+            if not isinstance(results, (list, tuple)) or len(results) != len(frames):
+                raise TypeError("fit_batch did not return one result per replicate")
+        except (Exception, SystemExit, KeyboardInterrupt) as error:
+            if isinstance(error, KeyboardInterrupt) and _user_can_interrupt():
+                raise
             results = None  # fall back below, so the failure is pinned to its replicate
         else:
-            return results, np.full(len(frames), (time.perf_counter() - start) / len(frames))
+            elapsed = np.full(len(frames), (time.perf_counter() - start) / len(frames))
+            return [checked(result) for result in results], elapsed
     fitted = [fit_one(estimator, frame, rng, timeout) for frame, rng in zip(frames, rngs)]
     return [r for r, _ in fitted], np.array([t for _, t in fitted])
 
@@ -128,11 +243,46 @@ def draw_chunk(dgp, rngs: list) -> Sequence:
     return [dgp.generate(rng) for rng in rngs]
 
 
-def run_chunk(cell: Cell, seed: int, reps: range, timeouts: dict[str, float] | None = None) -> ChunkResult:
-    """Draw and fit replicates ``reps`` of ``cell``, single-threaded BLAS (reproducible sums)."""
-    timeouts = timeouts or {}
+@contextlib.contextmanager
+def _reproducible_fits():
+    """Single-threaded BLAS (reproducible sums) and no warnings from the fits."""
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        yield
+
+
+# --- cells kept in the worker ---------------------------------------------------------------
+
+_resident: dict[bytes, Cell] = {}  # digest of a pickled cell -> the cell, unpickled once
+MAX_RESIDENT_CELLS = 64
+
+
+def cell_blob(cell: Cell) -> bytes:
+    """A cell as tasks carry it: pickled once in the main process, unpickled once per worker
+    (:func:`resident_cell`), so that what its estimators cache (designs, factorisations) serves
+    every chunk the worker runs; a cell unpickled afresh for each chunk made a 25-replicate
+    OLS-family chunk four times slower."""
+    return cloudpickle.dumps(cell)
+
+
+def resident_cell(cell: Cell | bytes) -> Cell:
+    """The cell itself, or the worker's copy of a pickled one."""
+    if not isinstance(cell, bytes):
+        return cell
+    key = hashlib.sha1(cell).digest()
+    found = _resident.get(key)
+    if found is None:
+        if len(_resident) >= MAX_RESIDENT_CELLS:
+            _resident.pop(next(iter(_resident)))
+        found = _resident[key] = cloudpickle.loads(cell)
+    return found
+
+
+def run_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, float] | None = None) -> ChunkResult:
+    """Draw and fit replicates ``reps`` of ``cell``, single-threaded BLAS (reproducible sums)."""
+    cell = resident_cell(cell)
+    timeouts = timeouts or {}
+    with _reproducible_fits():
         frames = draw_chunk(cell.dgp, [data_rng(seed, cell.index, rep) for rep in reps])
         fixed = bool(getattr(cell.dgp, "fixed_design", False))
         out = {}
@@ -142,6 +292,79 @@ def run_chunk(cell: Cell, seed: int, reps: range, timeouts: dict[str, float] | N
             out[name] = _collect(results, elapsed)
     return ChunkResult(cell.index, reps, out)
 
+
+# --- a chunk whose fits may kill their process ----------------------------------------------
+
+def fits_one_by_one(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, float], skip: int
+                    ) -> Iterator[tuple[FitResult, float]]:
+    """Each (replicate, estimator) fit of a chunk, replicate-major, after the first ``skip``:
+    every replicate drawn alone, as a chunk of one (which gives the bits of any other chunking),
+    and each result yielded as soon as it is there. Runs in a sandbox."""
+    cell = resident_cell(cell)
+    names = list(cell.estimators)
+    with _reproducible_fits():
+        for i, rep in enumerate(reps):
+            pending = names[max(0, skip - i * len(names)):]
+            if not pending:
+                continue
+            frame = draw_chunk(cell.dgp, [data_rng(seed, cell.index, rep)])[0]
+            for name in pending:
+                yield fit_one(cell.estimators[name], frame, estimator_rng(seed, cell.index, rep, name),
+                              timeouts.get(name))
+
+
+def isolate_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, float] | None,
+                  deaths_so_far: int, max_deaths: int, sandbox: Sandbox | None = None) -> ChunkResult:
+    """Run a chunk fit by fit in a sandbox (this worker's own, by default): a fit that kills the
+    sandbox's process is stored as ``failed`` ("worker died (signal 6, SIGABRT) at replicate
+    7") and the chunk goes on in a fresh one. Raises :class:`TooManyWorkerDeaths` once the
+    study's fatal fits, counting ``deaths_so_far``, exceed ``max_deaths``."""
+    timeouts = timeouts or {}
+    blob = cell if isinstance(cell, bytes) else cell_blob(cell)  # what the sandbox keeps resident
+    cell = resident_cell(cell)
+    names = list(cell.estimators)
+    total = len(reps) * len(names)
+    fitted: list[tuple[FitResult, float]] = []
+    deaths: list[str] = []
+    sandbox = sandbox or worker_sandbox()
+    while len(fitted) < total:
+        start = time.perf_counter()
+        try:
+            for item in sandbox.stream(fits_one_by_one, blob, seed, reps, timeouts, len(fitted)):
+                fitted.append(item)
+                start = time.perf_counter()
+        except WorkerDied as death:
+            rep, name = reps[len(fitted) // len(names)], names[len(fitted) % len(names)]
+            message = f"worker died ({death.cause}) at replicate {rep}"
+            fitted.append((FitResult.failure((), message), time.perf_counter() - start))
+            deaths.append(f"estimator {name}, cell {cell.index}, replicate {rep}: {death.cause}")
+            if deaths_so_far + len(deaths) > max_deaths:
+                raise TooManyWorkerDeaths(too_many_deaths(deaths_so_far + len(deaths), max_deaths, deaths[-1]))
+    out = {}
+    for j, name in enumerate(names):
+        mine = fitted[j::len(names)]
+        out[name] = _collect([r for r, _ in mine], np.array([t for _, t in mine]))
+    return ChunkResult(cell.index, reps, out, deaths)
+
+
+def too_many_deaths(count: int, limit: int, last: str) -> str:
+    return (f"{count} fits killed their worker process, more than runner.max_worker_deaths={limit} "
+            f"(the last: {last})")
+
+
+def guarded_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, float] | None,
+                  deaths_so_far: int, max_deaths: int) -> ChunkResult:
+    """:func:`run_chunk` in this worker's sandbox (a dask task: its fits run in the main thread
+    of a process of their own, so time-outs hold and a fatal fit does not take the worker
+    down); isolated fit by fit when the sandbox dies."""
+    sandbox = worker_sandbox()
+    try:
+        return sandbox.call(run_chunk, cell, seed, reps, timeouts)
+    except WorkerDied:
+        return isolate_chunk(cell, seed, reps, timeouts, deaths_so_far, max_deaths, sandbox)
+
+
+# --- backends -------------------------------------------------------------------------------
 
 def chunk_plan(study: Study, rep_chunk: int | None = None) -> list[tuple[int, range]]:
     """Every (cell index, replicate range) task: replicates cut at multiples of ``rep_chunk``
@@ -154,33 +377,140 @@ def chunk_plan(study: Study, rep_chunk: int | None = None) -> list[tuple[int, ra
     ]
 
 
+class _Schedule:
+    """The chunks still to run, in order, and what happens when one comes back or loses its
+    worker: a lost chunk is run again isolated, first in line, and the fits that killed their
+    process count against ``runner.max_worker_deaths``."""
+
+    def __init__(self, study: Study, tasks, first_try: Callable):
+        self.study = study
+        self.queue = deque((cell, reps, 0) for cell, reps in tasks)  # (cell, reps, runs lost)
+        self.first_try = first_try
+        self.limit = int(study.config.runner.max_worker_deaths)
+        self.deaths = 0
+        self.blobs: dict[int, bytes] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.queue)
+
+    def pop(self) -> tuple[tuple, Callable, tuple]:
+        """The next task, the function that runs it and its arguments."""
+        task = cell, reps, losses = self.queue.popleft()
+        if cell not in self.blobs:
+            self.blobs[cell] = cell_blob(self.study.cells[cell])
+        args = (self.blobs[cell], self.study.seed, reps, self.study.timeouts)
+        if losses:
+            return task, isolate_chunk, (*args, self.deaths, self.limit)
+        if self.first_try is guarded_chunk:
+            return task, guarded_chunk, (*args, self.deaths, self.limit)
+        return task, self.first_try, args
+
+    def lost(self, task) -> None:
+        """The task's worker died while it ran: run it again isolated (every chunk in flight
+        is a suspect), unless its isolated runs keep losing their worker too."""
+        cell, reps, losses = task
+        if losses >= MAX_ISOLATION_LOSSES:
+            raise TooManyWorkerDeaths(f"cell {cell}, replicates {reps.start}-{reps.stop - 1}: its isolated run "
+                                      f"lost its worker {losses} times")
+        self.queue.appendleft((cell, reps, losses + 1))
+
+    def count(self, chunk: ChunkResult) -> None:
+        self.deaths += len(chunk.deaths)
+
+    def check(self, chunk: ChunkResult) -> None:
+        """After the chunk is stored: stop once too many fits have killed their process."""
+        if self.deaths > self.limit:
+            raise TooManyWorkerDeaths(too_many_deaths(self.deaths, self.limit, chunk.deaths[-1]))
+
+
 def execute(study: Study, tasks: Sequence[tuple[int, range]]) -> Iterator[ChunkResult]:
-    """Run the tasks on the configured backend; chunks arrive as they finish (any order)."""
+    """Run the tasks on the configured backend; chunks arrive as they finish (any order).
+    Close the iterator (``contextlib.closing``) when leaving it early: that stops the workers."""
     if not tasks:
-        return iter(())
-    backend = study.config.runner.backend
-    if backend == "dask":
+        return _nothing()
+    if study.config.runner.backend == "dask":
         return _execute_dask(study, tasks)
-    parallel = Parallel(n_jobs=study.n_jobs, backend="loky", return_as="generator_unordered")
-    return parallel(
-        delayed(run_chunk)(study.cells[cell], study.seed, reps, study.timeouts) for cell, reps in tasks
-    )
+    return _execute_loky(study, tasks)
+
+
+def _nothing() -> Iterator[ChunkResult]:
+    yield from ()
+
+
+_pool = None  # the loky executor of the last study run here
+
+
+def _loky_pool(n_workers: int):
+    """loky's reusable executor (a fresh one after a break): idle workers stay for loky's usual
+    five minutes (joblib's default), for the next round of an n_reps=auto study;
+    :func:`release_workers` stops them sooner."""
+    from joblib.externals.loky import get_reusable_executor
+
+    global _pool
+    _pool = get_reusable_executor(max_workers=n_workers, timeout=300, initializer=prepare_worker)
+    return _pool
+
+
+def _execute_loky(study: Study, tasks) -> Iterator[ChunkResult]:
+    """Chunks on loky worker processes. When a worker dies, loky fails every chunk in flight;
+    each is run again isolated (:func:`isolate_chunk`, in a worker, so in parallel)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+    from joblib import effective_n_jobs
+
+    n_workers = effective_n_jobs(study.n_jobs)
+    schedule = _Schedule(study, tasks, run_chunk)
+    running: dict = {}
+    pool = _loky_pool(n_workers)
+    finished = False
+    try:
+        while schedule or running:
+            while schedule and len(running) < IN_FLIGHT_PER_WORKER * n_workers:
+                task, function, args = schedule.pop()
+                try:
+                    future = pool.submit(function, *args)
+                except BrokenProcessPool:  # it broke since the last look
+                    pool = _loky_pool(n_workers)
+                    future = pool.submit(function, *args)
+                running[future] = task
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                task = running.pop(future)
+                try:
+                    chunk = future.result()
+                except BrokenProcessPool:  # a worker died while this chunk was in flight
+                    schedule.lost(task)
+                    broken = True
+                    continue
+                schedule.count(chunk)
+                yield chunk
+                schedule.check(chunk)
+            if broken:
+                pool = _loky_pool(n_workers)  # loky replaces a broken executor
+        finished = True
+    finally:
+        if not finished:  # an error or an interrupt: no worker outlives the run
+            pool.shutdown(wait=False, kill_workers=True)
 
 
 def release_workers(study: Study) -> None:
-    """Stop joblib's reusable loky worker processes once a study's chunks are done (they would
-    otherwise idle, holding their memory, for loky's five-minute time-out while the summary and
-    report are computed). The dask backend's LocalCluster is closed by :func:`execute` itself."""
-    if study.config.runner.backend == "loky" and study.n_jobs != 1:
-        from joblib.externals.loky import get_reusable_executor
-
-        get_reusable_executor().shutdown(wait=True)
+    """Stop the loky worker processes once a study's chunks are done (they would otherwise
+    idle, holding their memory, for loky's five-minute time-out while the summary and report
+    are computed). The dask backend's LocalCluster is closed by :func:`execute` itself."""
+    global _pool
+    if study.config.runner.backend == "loky" and _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
 
 
 def _execute_dask(study: Study, tasks) -> Iterator[ChunkResult]:
     """Chunks as dask.distributed futures, on the cluster at ``runner.address`` or on a
-    LocalCluster of ``n_jobs`` single-threaded worker processes."""
+    LocalCluster of ``n_jobs`` single-threaded worker processes. Each chunk runs in its worker's
+    sandbox (:func:`guarded_chunk`); a chunk whose worker was lost more often than the
+    scheduler's ``allowed-failures`` (``KilledWorker``) is run again isolated."""
     from dask.distributed import Client, LocalCluster, as_completed
+    from distributed.scheduler import KilledWorker
 
     address = study.config.runner.address
     if address:
@@ -190,23 +520,76 @@ def _execute_dask(study: Study, tasks) -> Iterator[ChunkResult]:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
         client = Client(cluster)
+    schedule = _Schedule(study, tasks, guarded_chunk)
+    completed = as_completed()
+    in_flight: dict = {}
+    threads = (0.0, 0)  # (when asked, worker threads on the cluster)
     try:
-        futures = [client.submit(run_chunk, study.cells[cell], study.seed, reps, study.timeouts, pure=False)
-                   for cell, reps in tasks]
-        for future in as_completed(futures):
-            yield future.result()
-            future.release()
+        def top_up() -> None:
+            nonlocal threads
+            if time.monotonic() - threads[0] > 1.0:  # workers come and go; ask now and then
+                threads = (time.monotonic(), sum(client.nthreads().values()))
+            while schedule and len(in_flight) < IN_FLIGHT_PER_WORKER * max(2, threads[1]):
+                task, function, args = schedule.pop()
+                future = client.submit(function, *args, pure=False)
+                in_flight[future.key] = task
+                completed.add(future)
+
+        top_up()
+        for future in completed:
+            task = in_flight.pop(future.key)
+            try:
+                chunk = future.result()
+            except KilledWorker:
+                schedule.lost(task)
+            else:
+                schedule.count(chunk)
+                yield chunk
+                schedule.check(chunk)
+            finally:
+                future.release()
+            top_up()
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it stops a run the way Ctrl-C does."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """In the main thread, turn the first SIGTERM into :class:`Interrupted` (later ones are
+    ignored while the run cleans up)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def stop(signum, frame):
+        if not received:
+            received.append(signum)
+            raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(study: Study, progress=None) -> list[ChunkResult]:
     """All chunks of a study in memory (the Python API's path)."""
     results = []
-    for chunk in execute(study, chunk_plan(study)):
-        results.append(chunk)
-        if progress is not None:
-            progress(chunk)
+    with contextlib.closing(execute(study, chunk_plan(study))) as chunks:
+        for chunk in chunks:
+            results.append(chunk)
+            if progress is not None:
+                progress(chunk)
     return results

@@ -32,6 +32,7 @@ class RunnerSchema:
     backend: str = "loky"  # loky (joblib processes on this machine) | dask (dask.distributed)
     address: Optional[str] = None  # dask scheduler address; None starts a LocalCluster
     progress: bool = True
+    max_worker_deaths: int = 20  # fits that may kill their process (each stored as failed) before the run stops
 
 
 @dataclass
@@ -139,6 +140,8 @@ def _check_ranges(cfg: DictConfig) -> None:
         raise ConfigError("runner.n_jobs", "must be a positive number of processes or -1 for all cores, got 0")
     if cfg.runner.chunk_size < 1:
         raise ConfigError("runner.chunk_size", f"must be >= 1, got {cfg.runner.chunk_size}")
+    if cfg.runner.max_worker_deaths < 0:
+        raise ConfigError("runner.max_worker_deaths", f"must be >= 0, got {cfg.runner.max_worker_deaths}")
     if cfg.runner.backend not in BACKENDS:
         raise ConfigError("runner.backend", f"must be one of {', '.join(BACKENDS)}, got {cfg.runner.backend!r}")
     if not cfg.estimators:
@@ -253,19 +256,23 @@ def _timeouts(estimators: dict[str, dict]) -> dict[str, float]:
     return timeouts
 
 
-def _dry_run(cell: Cell, seed: int) -> tuple[list[str], list[str]]:
+def _dry_run(cell: Cell, seed: int, timeouts: dict[str, float] | None = None) -> tuple[list[str], list[str]]:
     """Fit every estimator on one throwaway draw, so that a formula naming a missing column or
     a cluster column the DGP does not make stops the study before it starts. Returns the terms
-    and the per-replicate extras the fits report, which fix the shape of the results store."""
+    and the per-replicate extras the fits report, which fix the shape of the results store.
+    Each fit is held to its estimator's ``timeout_s``, as in the study."""
+    from sims.run.runner import call_with_time_limit, checked
+
+    timeouts = timeouts or {}
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2**32 - 1,)))
     data = cell.dgp.generate(rng)
     terms, extras = list(cell.dgp.truth()), []
     for name, estimator in cell.estimators.items():
         try:
-            result = estimator.fit(data, rng)
+            result = checked(call_with_time_limit(lambda: estimator.fit(data, rng), timeouts.get(name)))
         except InputError as error:
             raise ConfigError(f"estimators.{name}", str(error)) from None
-        except Exception:  # numerical trouble on one draw is a result, not a config error
+        except (Exception, SystemExit):  # numerical trouble (or a time-out) on one draw is a result, not a config error
             continue
         terms.extend(t for t in result.terms if t not in terms)
         extras.extend(k for k in result.extras if k not in extras)
@@ -296,7 +303,7 @@ def validate(cfg: DictConfig) -> Study:
     terms: list[str] = []
     extras: list[str] = []
     for cell in cells:
-        cell_terms, cell_extras = _dry_run(cell, int(cfg.seed))
+        cell_terms, cell_extras = _dry_run(cell, int(cfg.seed), timeouts)
         terms.extend(t for t in cell_terms if t not in terms)
         extras.extend(k for k in cell_extras if k not in extras)
     return Study(

@@ -1,6 +1,13 @@
 """The dask backend gives the local runner's bits; a hanging fit times out alone."""
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +15,7 @@ import pytest
 import xarray as xr
 
 from estimators.result import Status
+from helpers.cli import env_with_helpers
 from sims.api import run_study
 from sims.run.seeding import data_rng
 from sims.api import compose
@@ -41,6 +49,82 @@ def test_a_hanging_fit_times_out_and_leaves_the_others_intact():
                                   ds["estimate"].sel(estimator="ols").values[~hung])
     assert np.isnan(ds["estimate"].sel(estimator="slow").values[hung]).all()
     assert (ds["elapsed_s"].sel(estimator="slow").values < 5).all()
+
+
+def test_a_slow_fit_times_out_on_dask():
+    """dask runs tasks in a worker thread, where SIGALRM cannot reach; the fits run in the
+    worker's sandbox process instead, in its main thread."""
+    slow = "{_target_: helpers.misbehaving.SlowOLS, pause: 2, timeout_s: 0.5}"
+    ds = run_study(["n_reps=4", "runner.chunk_size=2", "runner.backend=dask", "runner.n_jobs=2",
+                    f"estimators={{ols: ols, slow: {slow}}}"])
+    assert (ds["status"].sel(estimator="slow") == Status.timeout).all()
+    assert (ds["status"].sel(estimator="ols") == Status.ok).all()
+    assert (ds["elapsed_s"].sel(estimator="slow") < 1.5).all()
+
+
+@pytest.mark.parametrize("in_thread", [False, True], ids=["main_thread", "other_thread"])
+def test_a_hanging_estimator_does_not_hang_validation(in_thread):
+    """The trial fit before the study keeps the estimator's timeout_s (SIGALRM in the main
+    thread; elsewhere a helper thread it stops waiting for)."""
+    config = compose(["n_reps=2", "estimators={ols: ols, stuck: {_target_: helpers.misbehaving.SlowOLS, "
+                                  "pause: 60, timeout_s: 0.5}}"])
+    start = time.perf_counter()
+    if in_thread:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            study = pool.submit(validate, config).result(timeout=30)
+    else:
+        study = validate(config)
+    assert time.perf_counter() - start < 10
+    assert study.timeouts == {"stuck": 0.5} and study.terms == ["Intercept", "X"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster():
+    """A real dask scheduler and two ``dask worker --nthreads 1`` processes on loopback:
+    yields (address, worker processes)."""
+    from dask.distributed import Client
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    common = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_with_helpers(), start_new_session=True)
+    processes = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                  **common)]
+    try:
+        workers = [subprocess.Popen(["dask", "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                                     "--host", "127.0.0.1", "--name", f"w{i}"], **common) for i in range(2)]
+        processes += workers
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address, workers
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_a_real_dask_cluster_that_loses_a_worker_gives_the_local_bits(dask_cluster):
+    address, workers = dask_cluster
+    study = ["n_reps=40", "runner.chunk_size=4", "grid.dgp.n_subjects=[6,12]",
+             "estimators={ols: ols, cr2: ols_cr2, slow: {_target_: helpers.misbehaving.SlowOLS, pause: 0.05}}"]
+    arrived = []
+
+    def kill_a_worker_after_the_first_chunk(chunk):
+        arrived.append(chunk)
+        if len(arrived) == 1:
+            workers[0].kill()
+
+    remote = run_study([*study, "runner.backend=dask", f"runner.address={address}"],
+                       progress=kill_a_worker_after_the_first_chunk)
+    assert workers[0].wait(timeout=10) == -signal.SIGKILL and len(arrived) == 20
+    local = run_study([*study, "runner.backend=loky", "runner.n_jobs=2"])
+    xr.testing.assert_identical(remote.drop_vars("elapsed_s").drop_attrs(), local.drop_vars("elapsed_s").drop_attrs())
 
 
 def loky_worker_pids() -> list[int]:

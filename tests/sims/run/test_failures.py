@@ -8,6 +8,7 @@ from sims.run.dataset import build_dataset
 from estimators.result import Status
 from sims.run import runner
 from sims.run.seeding import data_rng
+from helpers.misbehaving import first_outcomes
 
 
 def test_raising_estimator_leaves_failed_statuses_and_a_finished_study(small_study):
@@ -40,3 +41,41 @@ def test_raising_estimator_leaves_failed_statuses_and_a_finished_study(small_stu
     rate = summary["value"].sel(estimator="flaky", term="X", measure="failure_rate").item()
     assert rate == (raised | gave_up).mean()
     assert summary["n"].sel(estimator="flaky", term="X", measure="bias").item() == fine.sum()
+
+
+BAD_RESULTS = {
+    "none": "the estimator returned NoneType, not a FitResult",
+    "dict": "the estimator returned dict, not a FitResult",
+    "short": "malformed FitResult: std_error has shape (1,) for 2 term(s)",
+    "all_nan": "no finite estimate with status ok",
+    "infinite": "infinite estimate of Intercept with status ok",
+    "system_exit": "SystemExit: 4",
+    "keyboard_interrupt": "KeyboardInterrupt",
+}
+
+
+def test_malformed_results_and_exits_in_a_fit_become_failed(small_study):
+    """None, a dict, a short array, estimates that are all NaN or infinite under status ok, and
+    SystemExit or KeyboardInterrupt raised in a fit: each is its replicate's ``failed`` status
+    with the reason; the study finishes and every other replicate keeps its numbers."""
+    bad = first_outcomes([2, 9])
+    estimators = ", ".join(f"{b}: {{_target_: helpers.misbehaving.BadResultOLS, behaviour: {b}, first_outcomes: {bad}}}"
+                           for b in BAD_RESULTS)
+    study = small_study("n_reps=12", "runner.n_jobs=1", "runner.chunk_size=4", f"estimators={{ols: ols, {estimators}}}")
+    ds = build_dataset(study, runner.run(study))
+    hit = np.isin(np.arange(12), [2, 9])
+    ols = ds["estimate"].sel(estimator="ols").values
+    for behaviour, reason in BAD_RESULTS.items():
+        status = ds["status"].sel(estimator=behaviour).values
+        np.testing.assert_array_equal(status == Status.failed, hit, err_msg=behaviour)
+        assert (status[~hit] == Status.ok).all(), behaviour
+        assert list(ds["message"].sel(estimator=behaviour).values[hit]) == [reason] * 2
+        np.testing.assert_array_equal(ds["estimate"].sel(estimator=behaviour).values[~hit], ols[~hit])
+
+
+def test_a_nan_beside_finite_estimates_keeps_its_status():
+    """min F' reports no intercept (NaN) beside a finite condition effect: not a failure."""
+    fit = runner.checked(runner.FitResult.failure(("Intercept", "X"), ""))
+    assert fit.status == Status.failed  # all NaN, status failed already: unchanged
+    ok = runner.FitResult(("Intercept", "X"), *(np.array([np.nan, 1.0]) for _ in range(6)))
+    assert runner.checked(ok) is ok

@@ -1,4 +1,4 @@
-"""Studies that survive: kill -9 and resume, provenance guard, growing n_reps, dead workers."""
+"""Studies that survive: kill -9 and resume, provenance guard, growing n_reps."""
 from __future__ import annotations
 
 import os
@@ -8,11 +8,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import xarray as xr
 
-from estimators.result import Status
 from helpers.cli import clustersim_command, env_with_helpers, read_ledger
 
 SLOW = "estimators={ols: ols, slow: {_target_: helpers.misbehaving.SlowOLS, pause: 0.05}}"
@@ -88,35 +86,6 @@ def test_fewer_reps_than_stored_is_refused(tmp_path):
     run(tmp_path, "n_reps=5", "estimators={ols: ols}", "print_table=false", "report=false")
     done = run(tmp_path, "n_reps=3", "estimators={ols: ols}", check=False)
     assert done.returncode == 2 and done.stderr.startswith("clustersim: error: n_reps")
-
-
-def first_outcomes(n_reps: int) -> np.ndarray:
-    """y[0] - 800 of each replicate of the default study's single cell."""
-    from sims.api import compose
-    from sims.run.seeding import data_rng
-    from sims.run.study import validate
-
-    study = validate(compose(["estimators={ols: ols}"]))
-    dgp = study.cells[0].dgp
-    return np.array([dgp.generate(data_rng(study.seed, 0, rep))["y"].iloc[0] - 800.0 for rep in range(n_reps)])
-
-
-def test_a_dying_worker_loses_no_finished_chunk(tmp_path):
-    # The worker dies on the first replicate past rep 30 whose outcome tops all earlier ones.
-    y0 = first_outcomes(200)
-    threshold = float(y0[:30].max())
-    assert (y0[30:] > threshold).any()
-    dying = f"estimators={{ols: ols, dies: {{_target_: helpers.misbehaving.ExitingOLS, threshold: {threshold!r}}}}}"
-    done = run(tmp_path, dying, "n_reps=200", "runner.chunk_size=3", "runner.n_jobs=2", "print_table=false",
-               "report=false", check=False)
-    assert done.returncode == 1, done.stderr
-    assert "rerun the same command to resume" in done.stderr.strip().splitlines()[-1]
-    finished = read_ledger(tmp_path)
-    assert finished, "chunks finished before the worker died must be stored"
-    ds = xr.open_zarr(tmp_path / "results.zarr").load()
-    for _, start, stop in finished:
-        assert (ds["status"].isel(rep=slice(start, stop)) == Status.ok).all()
-        assert np.isfinite(ds["estimate"].isel(rep=slice(start, stop))).all()
 
 
 def test_two_runs_started_at_once_leave_one_writer_and_a_store_that_resumes(tmp_path, uninterrupted):
