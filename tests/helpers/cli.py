@@ -23,9 +23,14 @@ def read_ledger(run_dir) -> list[tuple[int, int, int]]:
     return [tuple(map(int, line.split())) for line in path.read_text().splitlines() if len(line.split()) == 3]
 
 
+# The override that lets a study's _target_ name classes in tests/helpers/ (README: What a config
+# can do).
+ALLOW_HELPERS = "allow_targets=[helpers]"
+
+
 def env_with_helpers() -> dict[str, str]:
     """The environment with ``tests/`` on PYTHONPATH, so that a command-line run can build
-    ``_target_: helpers.misbehaving.<Class>``."""
+    ``_target_: helpers.misbehaving.<Class>`` (with :data:`ALLOW_HELPERS`)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
     return env

@@ -14,6 +14,7 @@ from sims.api import compose
 from sims.run.rundir import run_in_directory
 from sims.run.runner import release_workers
 from sims.run.study import validate
+from helpers.cli import ALLOW_HELPERS
 
 STUDY = ("n_reps=24", "runner.chunk_size=5", "grid.dgp.n_subjects=[6,12]",
          "estimators={ols: ols, cr2: ols_cr2, ri: mixedlm_ri}")
@@ -31,7 +32,7 @@ def test_a_hanging_fit_times_out_and_leaves_the_others_intact():
     y0 = np.array([study.cells[0].dgp.generate(data_rng(study.seed, 0, r))["y"].iloc[0] - 800 for r in range(12)])
     threshold = float(np.sort(y0)[-3])  # the two largest first outcomes hang
     slow = f"{{_target_: helpers.misbehaving.SlowOLS, hang: 30, threshold: {threshold!r}, timeout_s: 0.5}}"
-    ds = run_study([*overrides, f"estimators={{ols: ols, slow: {slow}}}"])
+    ds = run_study([*overrides, f"estimators={{ols: ols, slow: {slow}}}", ALLOW_HELPERS])
     hung = y0 > threshold
     status = ds["status"].sel(estimator="slow").values
     np.testing.assert_array_equal(status == Status.timeout, hung)

@@ -8,12 +8,13 @@ from sims.run.dataset import build_dataset
 from estimators.result import Status
 from sims.run import runner
 from sims.run.seeding import data_rng
+from helpers.cli import ALLOW_HELPERS
 
 
 def test_raising_estimator_leaves_failed_statuses_and_a_finished_study(small_study):
     study = small_study(
         "n_reps=40", "runner.n_jobs=2", "runner.chunk_size=8",
-        "estimators={ols: ols, flaky: {_target_: helpers.misbehaving.FlakyOLS, threshold: 20.0}}",
+        "estimators={ols: ols, flaky: {_target_: helpers.misbehaving.FlakyOLS, threshold: 20.0}}", ALLOW_HELPERS,
     )
     ds = build_dataset(study, runner.run(study))
     first_y = np.array([

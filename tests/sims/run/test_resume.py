@@ -12,10 +12,10 @@ import pytest
 import xarray as xr
 
 from estimators.result import Status
-from helpers.cli import clustersim_command, env_with_helpers, read_ledger
+from helpers.cli import ALLOW_HELPERS, clustersim_command, env_with_helpers, read_ledger
 
 SLOW = "estimators={ols: ols, slow: {_target_: helpers.misbehaving.SlowOLS, pause: 0.05}}"
-COMMON = ("n_reps=40", "runner.chunk_size=5", "runner.n_jobs=1", "print_table=false", "report=false")
+COMMON = ("n_reps=40", "runner.chunk_size=5", "runner.n_jobs=1", "print_table=false", "report=false", ALLOW_HELPERS)
 
 
 def run(run_dir, *overrides, check=True):
@@ -65,7 +65,7 @@ def test_rerunning_a_finished_study_does_no_work(tmp_path):
 
 
 def test_raising_n_reps_runs_only_the_new_replicates(tmp_path, uninterrupted):
-    base = ("runner.chunk_size=5", "runner.n_jobs=1", "print_table=false", "report=false", SLOW)
+    base = ("runner.chunk_size=5", "runner.n_jobs=1", "print_table=false", "report=false", SLOW, ALLOW_HELPERS)
     run(tmp_path, "n_reps=17", *base)
     first = read_ledger(tmp_path)
     run(tmp_path, "n_reps=40", *base)
@@ -106,7 +106,7 @@ def test_a_dying_worker_loses_no_finished_chunk(tmp_path):
     threshold = float(y0[:30].max())
     assert (y0[30:] > threshold).any()
     dying = f"estimators={{ols: ols, dies: {{_target_: helpers.misbehaving.ExitingOLS, threshold: {threshold!r}}}}}"
-    done = run(tmp_path, dying, "n_reps=200", "runner.chunk_size=3", "runner.n_jobs=2", "print_table=false",
+    done = run(tmp_path, dying, ALLOW_HELPERS, "n_reps=200", "runner.chunk_size=3", "runner.n_jobs=2", "print_table=false",
                "report=false", check=False)
     assert done.returncode == 1, done.stderr
     assert "rerun the same command to resume" in done.stderr.strip().splitlines()[-1]
