@@ -79,24 +79,47 @@ def memory_needs(study, in_memory: bool = False) -> dict[str, int]:
     return {key: by_reps, "runner.chunk_size": chunk * (workers + 2), "runner.n_jobs": WORKER_BYTES * workers}
 
 
-def available_memory() -> int | None:
-    """Bytes of memory this process can still take: MemAvailable, or less under a cgroup limit."""
-    available = None
+def _kib_field(path: str, name: str) -> int | None:
+    """A ``Name:  123 kB`` line of a /proc file, in bytes."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _cgroup_left() -> int | None:
     try:
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-            left = int(limit) - used
-            available = left if available is None else min(available, left)
+        if limit == "max":
+            return None
+        return int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())
     except (OSError, ValueError):
-        pass
-    return available
+        return None
+
+
+def _address_space_left() -> int | None:
+    """What ``ulimit -v`` (RLIMIT_AS) leaves this process."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY:
+        return None
+    used = _kib_field("/proc/self/status", "VmSize")
+    return soft - used if used is not None else soft
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still take: the least of MemAvailable, what a cgroup
+    limit leaves and what ``ulimit -v`` leaves; None where none of them can be read."""
+    limits = [_kib_field("/proc/meminfo", "MemAvailable"), _cgroup_left(), _address_space_left()]
+    known = [limit for limit in limits if limit is not None]
+    return max(min(known), 0) if known else None
 
 
 def check_memory(study, in_memory: bool = False) -> None:
