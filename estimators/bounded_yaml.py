@@ -78,17 +78,27 @@ def check_node(root: yaml.Node | None, source: str) -> None:
                              f"(a 'billion laughs' file?); refusing to load it")
 
 
+def _safe_load(stream, source: str):
+    loader = _Loader(stream)
+    try:
+        root = loader.get_single_node()
+        check_node(root, source)
+        return loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+
+
+def check_text(text: str, source: str) -> None:
+    """Refuse YAML text whose aliases expand too far, for a caller that parses it with a loader
+    of its own (OmegaConf's, whose scalars differ from ``safe_load``'s)."""
+    check_node(yaml.compose(text, Loader=_Loader), source)
+
+
 def load(path: Path | str):
     """``yaml.safe_load`` of a file, refused (:class:`YAMLLimitError`) when its aliases expand
     too far."""
     with open(path) as handle:
-        loader = _Loader(handle)
-        try:
-            root = loader.get_single_node()
-            check_node(root, str(path))
-            return loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
+        return _safe_load(handle, str(path))
 
 
 def check_file(path: Path | str):

@@ -28,7 +28,7 @@ from analysis.table import format_table
 from sims.api import compose, open_mapping_overrides
 from estimators.presets import ConfigError, available, conf_dir
 from sims.run.config_files import check_config_files, check_hydra_overrides, group_options, user_config_dirs
-from sims.run.errors import DEBUG_ENV, describe, stop
+from sims.run.errors import DEBUG_ENV, describe, interrupts_in_main_only, stop
 from sims.run.rundir import run_in_directory
 from sims.run.runner import release_workers
 from analysis.schema import RESULTS
@@ -163,9 +163,10 @@ def main() -> None:
         args = [a for a in args if a != "--debug"]
         os.environ[DEBUG_ENV] = "1"  # read by the jobs too, which a launcher may run elsewhere
     try:
-        sys.argv = [sys.argv[0], *preflight(args)]
-        with _hydra_raises():
-            _hydra_main()
+        with interrupts_in_main_only():
+            sys.argv = [sys.argv[0], *preflight(args)]
+            with _hydra_raises():
+                _hydra_main()
     except (Exception, KeyboardInterrupt) as error:
         stop(error, _requested_run_dir(args))
 

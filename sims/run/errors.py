@@ -9,6 +9,8 @@ resume in, also when Hydra chose it (``outputs/<date>/<time>``).
 """
 from __future__ import annotations
 
+import _thread
+import contextlib
 import errno
 import logging
 import os
@@ -158,6 +160,39 @@ def stop(error: BaseException, run_dir: Path | None) -> None:
     print(f"clustersim: error: {message}", file=sys.stderr)
     sys.stderr.flush()
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def interrupts_in_main_only():
+    """Ctrl-C stops the main process only. A terminal sends SIGINT to every process of the
+    job, and a worker process caught between two chunks prints a traceback of its own; with
+    SIGINT blocked here, the workers started in the block inherit the mask and never see it,
+    a thread of this process waits for it and interrupts the main thread, which then stops
+    the workers as it unwinds. A second Ctrl-C exits at once."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "sigtimedwait"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    stop_waiting = threading.Event()
+
+    def forward() -> None:
+        interrupted = False
+        while not stop_waiting.is_set():
+            if signal.sigtimedwait({signal.SIGINT}, 0.1) is None:
+                continue
+            if interrupted:
+                os._exit(INTERRUPTED)
+            interrupted = True
+            _thread.interrupt_main()
+
+    waiter = threading.Thread(target=forward, name="clustersim-interrupt", daemon=True)
+    waiter.start()
+    try:
+        yield
+    finally:
+        stop_waiting.set()
+        waiter.join()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class DropTracebacks(logging.Filter):

@@ -125,3 +125,8 @@ def test_a_recursive_alias_is_refused(tmp_path):
     (tmp_path / "loop.yaml").write_text("a: &a [1, *a]\n")
     with pytest.raises(bounded_yaml.YAMLLimitError, match="recursive alias"):
         bounded_yaml.load(tmp_path / "loop.yaml")
+
+
+def test_a_stored_config_is_checked_before_replay_parses_it():
+    with pytest.raises(bounded_yaml.YAMLLimitError, match="^results.zarr: its YAML aliases expand"):
+        bounded_yaml.check_text(laughs(), "results.zarr")
