@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import resource
 import subprocess
-import sys
 
 import pytest
 import yaml
 
 from estimators import bounded_yaml
-from helpers.cli import clustersim_command, env_with_helpers
+from helpers.cli import clustersim_command, env_with_helpers, main_in_process
 from sims.api import compose
 from sims.run import budget
-from sims.run.cli import main
 from estimators.presets import ConfigError
 
 MEMORY_LIMIT = 4 * 2**30  # ulimit -v for the commands: a bound that fails gives a MemoryError, not a swap storm
@@ -60,12 +58,10 @@ def test_counts_too_big_for_the_machine_stop_before_allocating(tmp_path, overrid
 def test_results_larger_than_the_free_disk_are_refused_before_the_store(tmp_path, monkeypatch, capsys):
     real = budget.shutil.disk_usage
     monkeypatch.setattr(budget.shutil, "disk_usage", lambda path: real(path)._replace(free=10**6))
-    monkeypatch.setattr(sys, "argv", ["clustersim", f"hydra.run.dir={tmp_path}", "n_reps=100000",
-                                      "estimators={ols: ols}", "print_table=false", "report=false"])
-    with pytest.raises(SystemExit) as stopped:
-        main()
-    assert stopped.value.code == 2
-    line = capsys.readouterr().err.strip()
+    code, err, _ = main_in_process(monkeypatch, capsys, f"hydra.run.dir={tmp_path}", "n_reps=100000",
+                                   "estimators={ols: ols}", "print_table=false", "report=false")
+    assert code == 2 and len(err) == 1
+    line = err[0]
     assert line.startswith("clustersim: error: n_reps: the results would take about 12.1 MB"), line
     assert "1.0 MB are free" in line and not (tmp_path / "results.zarr").exists()
 

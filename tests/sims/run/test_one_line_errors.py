@@ -10,14 +10,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers.cli import ALLOW_HELPERS, clustersim_command, env_with_helpers, read_ledger
-from sims.run.cli import main
+from helpers.cli import ALLOW_HELPERS, clustersim_command, env_with_helpers, main_in_process, read_ledger
 from sims.run.errors import DEBUG_ENV
 
 QUICK = ("n_reps=4", "estimators={ols: ols}", "runner.n_jobs=1", "print_table=false", "report=false")
@@ -34,11 +32,8 @@ def assert_one_line(stderr: str, stdout: str = "") -> str:
 
 def run_main(monkeypatch, capsys, *args) -> tuple[int, str]:
     """The command in-process; (exit code, its one line on stderr)."""
-    monkeypatch.setattr(sys, "argv", ["clustersim", *args])
-    with pytest.raises(SystemExit) as stopped:
-        main()
-    captured = capsys.readouterr()
-    return stopped.value.code, assert_one_line(captured.err, captured.out)
+    code, err, out = main_in_process(monkeypatch, capsys, *args)
+    return code, assert_one_line("\n".join(err), out)
 
 
 def command(*args, cwd=None, preexec_fn=None, env=None, timeout=300) -> subprocess.CompletedProcess:
@@ -157,9 +152,6 @@ def test_an_unreachable_scheduler_stops_in_one_line(tmp_path):
 
 def test_debug_shows_the_traceback_before_the_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(DEBUG_ENV, "0")  # restored after the test; --debug sets it to 1
-    monkeypatch.setattr(sys, "argv", ["clustersim", "--debug", f"hydra.run.dir={tmp_path}", "dgp.slope=${nosuch}", *QUICK])
-    with pytest.raises(SystemExit) as stopped:
-        main()
-    err = capsys.readouterr().err
-    assert stopped.value.code == 2 and "Traceback" in err
-    assert err.strip().splitlines()[-1].startswith("clustersim: error: dgp.slope: ")
+    code, err, _ = main_in_process(monkeypatch, capsys, "--debug", f"hydra.run.dir={tmp_path}", "dgp.slope=${nosuch}", *QUICK)
+    assert code == 2 and "Traceback (most recent call last)" in err
+    assert err[-1].startswith("clustersim: error: dgp.slope: ")

@@ -8,19 +8,16 @@ import pytest
 
 from estimators.presets import ConfigError, check_target
 from sims.api import compose
-from sims.run.cli import main
+from helpers.cli import main_in_process
 from sims.run.study import validate
 
 QUICK = ("n_reps=2", "estimators={ols: ols}", "runner.n_jobs=1", "print_table=false", "report=false")
 
 
 def run_main(monkeypatch, capsys, *args) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["clustersim", *QUICK, *args])
-    with pytest.raises(SystemExit) as stopped:
-        main()
-    lines = capsys.readouterr().err.strip().splitlines()
+    code, lines, _ = main_in_process(monkeypatch, capsys, *QUICK, *args)
     assert len(lines) == 1, lines
-    return stopped.value.code, lines[0]
+    return code, lines[0]
 
 
 @pytest.fixture
