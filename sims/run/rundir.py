@@ -42,7 +42,7 @@ def check_run_dir(store: RunStore) -> None:
 
 def open_store(study: Study, run_dir: Path) -> RunStore:
     """The run directory's store, created for ``study`` or checked against it (provenance and
-    replicate count) and grown to ``study.n_reps``, once the disk has room for the results.
+    replicate count) and grown to ``study.n_reps``, once memory and disk have room for the run.
     Raises :class:`ConfigError`."""
     store = RunStore(run_dir)
     check_run_dir(store)
@@ -54,6 +54,7 @@ def open_store(study: Study, run_dir: Path) -> RunStore:
             study.n_reps = max(study.n_reps, held)
         elif study.n_reps < held:
             raise ConfigError("n_reps", f"is {study.n_reps} but {store.path} already holds {held} replicates")
+    budget.check_memory(study)
     budget.check_disk(study, run_dir, held)
     store.prepare(study)
     return store

@@ -309,8 +309,8 @@ def initial_reps(cfg: DictConfig) -> int:
 def validate(cfg: DictConfig) -> Study:
     """Check a composed config and build every grid cell; raises :class:`ConfigError`.
 
-    The counts are bounded and every ``_target_`` checked before anything is built; the memory
-    the run would need is checked last, once the trial fits have given the results' shape."""
+    The counts are bounded and every ``_target_`` checked before anything is built (the memory
+    and disk a run needs are checked where it runs: :mod:`sims.run.budget`)."""
     cfg = _check_types(cfg)
     _check_resolvable(cfg)
     _check_ranges(cfg)
@@ -336,11 +336,9 @@ def validate(cfg: DictConfig) -> Study:
         data_bytes = max(data_bytes, cell_bytes)
     if not cfg.allow_targets:
         del cfg["allow_targets"]  # so that a config without it is stored (and hashed) as before
-    study = Study(
+    return Study(
         config=cfg, n_reps=initial_reps(cfg), seed=int(cfg.seed), alpha=float(cfg.alpha),
         grid=grid, grid_keys=grid_keys, cells=cells,
         n_jobs=int(cfg.runner.n_jobs), chunk_size=int(cfg.runner.chunk_size),
         terms=terms, extras=extras, timeouts=timeouts, precision=cfg.precision, data_bytes=data_bytes,
     )
-    budget.check_memory(study)
-    return study
