@@ -16,7 +16,8 @@ from hydra import initialize_config_dir
 from omegaconf import DictConfig
 
 from sims.run.dataset import build_dataset
-from sims.run import runner
+from sims.run import budget, runner
+from sims.run.config_files import check_config_files
 from estimators.presets import conf_dir
 from sims.run.study import Study, validate
 
@@ -49,7 +50,9 @@ def open_mapping_overrides(overrides: Sequence[str]) -> list[str]:
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
-    """The study config ``conf/config.yaml`` with command-line style overrides applied."""
+    """The study config ``conf/config.yaml`` with command-line style overrides applied (the YAML
+    files on the search path checked first, :mod:`sims.run.config_files`)."""
+    check_config_files(overrides)
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=open_mapping_overrides(overrides))
 
@@ -57,4 +60,5 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
 def run_study(overrides: Sequence[str] = (), progress: Callable | None = None) -> xr.Dataset:
     """Compose, validate and run a study; returns the results dataset."""
     study: Study = validate(compose(overrides))
+    budget.check_memory(study, in_memory=True)
     return build_dataset(study, runner.run(study, progress))

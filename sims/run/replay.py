@@ -19,6 +19,7 @@ import xarray as xr
 from omegaconf import OmegaConf
 
 from analysis.schema import PER_TERM
+from estimators import bounded_yaml
 from estimators.result import Status
 from estimators.presets import ConfigError
 from sims.run.runner import fit_one
@@ -46,6 +47,8 @@ def _parse_cell(items: list[str], study: Study) -> dict:
 def replay(run_dir: Path, rep: int, cell: list[str] = (), estimators: list[str] = ()) -> tuple[pd.DataFrame, dict]:
     """The replicate's data and, per estimator, (refitted result frame, stored frame, status)."""
     stored = xr.open_zarr(Path(run_dir) / RESULTS)
+    # The stored config is YAML text anyone may have handed over with the store.
+    bounded_yaml.check_text(stored.attrs["config"], f"{Path(run_dir) / RESULTS} (attribute config)")
     study = validate(OmegaConf.create(stored.attrs["config"]))
     if not 0 <= rep < stored.sizes["rep"]:
         raise ConfigError("--rep", f"must be in 0..{stored.sizes['rep'] - 1}, got {rep}")
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         data, fits = replay(args.run_dir, args.rep, args.cell, args.estimator)
-    except ConfigError as error:
+    except (ConfigError, bounded_yaml.YAMLLimitError) as error:
         print(f"clustersim-replay: error: {error}", file=sys.stderr)
         return 2
     if args.save_data:

@@ -14,7 +14,7 @@ from pathlib import Path
 import xarray as xr
 
 from analysis.measures import summarise
-from sims.run import runner
+from sims.run import budget, runner
 from sims.run.precision import next_n_reps
 from estimators.presets import ConfigError
 from sims.run.progress import Progress
@@ -37,13 +37,29 @@ class RunInterrupted(RuntimeError):
         super().__init__(self.signame)
 
 
+def check_run_dir(store: RunStore) -> None:
+    """Refuse a run directory whose store or ledger is something else (a file where the store
+    should be, a directory for the ledger), before anything is written into it."""
+    problem = None
+    if store.path.exists() and not store.path.is_dir():
+        problem = f"{store.path} is a file, not a results store"
+    elif store.path.is_dir() and not (store.path / "zarr.json").is_file():
+        problem = f"{store.path} is a directory but not a zarr store"
+    elif store.ledger.exists() and not store.ledger.is_file():
+        problem = f"{store.ledger} is not a file (it is the ledger of finished chunks)"
+    if problem:
+        raise ConfigError("hydra.run.dir", f"{problem}; move it out of the way or choose another hydra.run.dir")
+
+
 def open_store(study: Study, run_dir: Path) -> RunStore:
     """The run directory's store, created for ``study`` or, after completing what a killed run
     left half done, checked against it (checksums, provenance, coordinates, replicate count)
-    and grown to ``study.n_reps``. Raises :class:`ConfigError` or
-    :class:`~analysis.integrity.DamagedStore`."""
+    and grown to ``study.n_reps``, once memory and disk have room for the run. Raises
+    :class:`ConfigError` or :class:`~analysis.integrity.DamagedStore`."""
     store = RunStore(run_dir)
+    check_run_dir(store)
     store.recover()
+    held = 0
     if store.exists():
         store.check_provenance(study)
         store.discard_if_unverifiable()
@@ -55,6 +71,8 @@ def open_store(study: Study, run_dir: Path) -> RunStore:
             study.n_reps = max(study.n_reps, held)
         elif study.n_reps < held:
             raise ConfigError("n_reps", f"is {study.n_reps} but {store.path} already holds {held} replicates")
+    budget.check_memory(study)
+    budget.check_disk(study, run_dir, held)
     store.prepare(study)
     return store
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from estimators.design import InputError
-from estimators.presets import ConfigError, instantiate, load_preset
+from estimators.presets import ConfigError, check_allowed_module, check_target, instantiate, load_preset
+from sims.run import budget
 
 # Dimension names the results dataset reserves; a grid factor may not take them.
 RESERVED_DIMS = ("rep", "estimator", "term", "measure")
@@ -61,6 +62,9 @@ class StudySchema:
     precision: Optional[PrecisionSchema] = None
     print_table: bool = True
     report: bool = True
+    # Modules (dotted prefixes) besides sims, estimators and analysis whose classes the config
+    # may name by _target_; left out of the stored config while empty.
+    allow_targets: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -90,6 +94,7 @@ class Study:
     extras: list[str] = field(default_factory=list)  # per-replicate extras the estimators report
     timeouts: dict[str, float] = field(default_factory=dict)  # estimator -> seconds per fit
     precision: Optional[PrecisionSchema] = None
+    data_bytes: int = 0  # memory of one replicate's data (the largest cell's trial draw)
 
     @property
     def auto_reps(self) -> bool:
@@ -123,15 +128,45 @@ def _check_types(cfg: DictConfig) -> DictConfig:
     return merged
 
 
+def _check_resolvable(cfg: DictConfig) -> None:
+    """Every ``${...}`` interpolation resolves (a dangling one fails here, naming its key)."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as error:
+        raise ConfigError(getattr(error, "full_key", "") or "", str(error).splitlines()[0]) from None
+
+
+def _allowed_targets(cfg: DictConfig) -> tuple[str, ...]:
+    return tuple(check_allowed_module(prefix, f"allow_targets[{index}]")
+                 for index, prefix in enumerate(cfg.allow_targets))
+
+
+def _check_targets(node: Any, path: str, allowed: tuple[str, ...]) -> None:
+    """Every ``_target_`` anywhere in the config is allowed, before any module is imported."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            target = node["_target_"]
+            for one in target if isinstance(target, list) else [target]:  # a list: a grid sweeping it
+                check_target(one, path, allowed)
+        for key, value in node.items():
+            _check_targets(value, f"{path}.{key}" if path else str(key), allowed)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_targets(value, f"{path}[{index}]", allowed)
+
+
 def _check_ranges(cfg: DictConfig) -> None:
+    if cfg.precision is not None:
+        _check_precision(cfg.precision)
     if cfg.n_reps == "auto":
         if cfg.precision is None:
             raise ConfigError("n_reps", "is 'auto' but no precision target is set (precision.measure, precision.mcse)")
-        _check_precision(cfg.precision)
     elif isinstance(cfg.n_reps, bool) or not isinstance(cfg.n_reps, int):
         raise ConfigError("n_reps", f"must be a positive integer or 'auto', got {cfg.n_reps!r}")
     elif cfg.n_reps < 1:
         raise ConfigError("n_reps", f"must be >= 1, got {cfg.n_reps}")
+    else:
+        budget.check_count("n_reps", cfg.n_reps, budget.MAX_REPS)
     if not 0.0 < cfg.alpha < 1.0:
         raise ConfigError("alpha", f"must be in (0, 1), got {cfg.alpha}")
     if cfg.seed < 0:
@@ -142,6 +177,7 @@ def _check_ranges(cfg: DictConfig) -> None:
         raise ConfigError("runner.chunk_size", f"must be >= 1, got {cfg.runner.chunk_size}")
     if cfg.runner.max_worker_deaths < 0:
         raise ConfigError("runner.max_worker_deaths", f"must be >= 0, got {cfg.runner.max_worker_deaths}")
+    budget.check_count("runner.chunk_size", cfg.runner.chunk_size, budget.MAX_REPS)
     if cfg.runner.backend not in BACKENDS:
         raise ConfigError("runner.backend", f"must be one of {', '.join(BACKENDS)}, got {cfg.runner.backend!r}")
     if not cfg.estimators:
@@ -160,6 +196,7 @@ def _check_precision(precision: DictConfig) -> None:
     for key in ("min_reps", "max_reps", "step"):
         if precision[key] < 1:
             raise ConfigError(f"precision.{key}", f"must be >= 1, got {precision[key]}")
+        budget.check_count(f"precision.{key}", precision[key], budget.MAX_REPS)
     if precision.max_reps < precision.min_reps:
         raise ConfigError("precision.max_reps", f"is below precision.min_reps ({precision.max_reps} < {precision.min_reps})")
 
@@ -229,18 +266,19 @@ def _grid_dims(cfg: DictConfig, flat: dict[str, list]) -> dict[str, str]:
     return dims
 
 
-def _build_cell(index: int, cfg: DictConfig, coords: dict[str, Any], grid_keys: dict[str, str]) -> Cell:
+def _build_cell(index: int, cfg: DictConfig, coords: dict[str, Any], grid_keys: dict[str, str],
+                allowed: tuple[str, ...]) -> Cell:
     cell_cfg = cfg.copy()
     for dim, value in coords.items():
         OmegaConf.update(cell_cfg, grid_keys[dim], value, merge=False)
     _check_ranges(_check_types(cell_cfg))
     dgp_params = OmegaConf.to_container(cell_cfg.dgp, resolve=True)
-    dgp = instantiate(dgp_params, "dgp")
+    dgp = instantiate(dgp_params, "dgp", allowed)
     estimators = {}
     for name, node in cell_cfg.estimators.items():
         params = OmegaConf.to_container(node, resolve=True)
         params.pop(TIMEOUT_KEY, None)  # the runner's business, not the estimator's
-        estimators[name] = instantiate(params, f"estimators.{name}")
+        estimators[name] = instantiate(params, f"estimators.{name}", allowed)
     return Cell(index, coords, dgp, estimators)
 
 
@@ -256,16 +294,18 @@ def _timeouts(estimators: dict[str, dict]) -> dict[str, float]:
     return timeouts
 
 
-def _dry_run(cell: Cell, seed: int, timeouts: dict[str, float] | None = None) -> tuple[list[str], list[str]]:
+def _dry_run(cell: Cell, seed: int, timeouts: dict[str, float] | None = None) -> tuple[list[str], list[str], int]:
     """Fit every estimator on one throwaway draw, so that a formula naming a missing column or
     a cluster column the DGP does not make stops the study before it starts. Returns the terms
-    and the per-replicate extras the fits report, which fix the shape of the results store.
-    Each fit is held to its estimator's ``timeout_s``, as in the study."""
+    and the per-replicate extras the fits report, which fix the shape of the results store,
+    and the bytes of the draw. Each fit is held to its estimator's ``timeout_s``, as in the
+    study."""
     from sims.run.runner import call_with_time_limit, checked
 
     timeouts = timeouts or {}
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2**32 - 1,)))
     data = cell.dgp.generate(rng)
+    data_bytes = int(data.memory_usage(deep=True).sum()) if hasattr(data, "memory_usage") else 0
     terms, extras = list(cell.dgp.truth()), []
     for name, estimator in cell.estimators.items():
         try:
@@ -276,7 +316,7 @@ def _dry_run(cell: Cell, seed: int, timeouts: dict[str, float] | None = None) ->
             continue
         terms.extend(t for t in result.terms if t not in terms)
         extras.extend(k for k in result.extras if k not in extras)
-    return terms, extras
+    return terms, extras, data_bytes
 
 
 def initial_reps(cfg: DictConfig) -> int:
@@ -288,27 +328,38 @@ def initial_reps(cfg: DictConfig) -> int:
 
 
 def validate(cfg: DictConfig) -> Study:
-    """Check a composed config and build every grid cell; raises :class:`ConfigError`."""
+    """Check a composed config and build every grid cell; raises :class:`ConfigError`.
+
+    The counts are bounded and every ``_target_`` checked before anything is built (the memory
+    and disk a run needs are checked where it runs: :mod:`sims.run.budget`)."""
     cfg = _check_types(cfg)
+    _check_resolvable(cfg)
     _check_ranges(cfg)
+    allowed = _allowed_targets(cfg)
     cfg.estimators = {name: _expand_estimator(name, node, cfg.alpha) for name, node in cfg.estimators.items()}
+    _check_targets(OmegaConf.to_container(cfg, resolve=True), "", allowed)
     flat = _flatten_grid(cfg.grid)
     grid_keys = _grid_dims(cfg, flat)
     grid = {dim: flat[dotted] for dim, dotted in grid_keys.items()}
+    budget.check_cells({dim: len(values) for dim, values in grid.items()})
     cells = [
-        _build_cell(index, cfg, dict(zip(grid, values)), grid_keys)
+        _build_cell(index, cfg, dict(zip(grid, values)), grid_keys, allowed)
         for index, values in enumerate(itertools.product(*grid.values()))
     ]
     timeouts = _timeouts(cfg.estimators)
     terms: list[str] = []
     extras: list[str] = []
+    data_bytes = 0
     for cell in cells:
-        cell_terms, cell_extras = _dry_run(cell, int(cfg.seed), timeouts)
+        cell_terms, cell_extras, cell_bytes = _dry_run(cell, int(cfg.seed), timeouts)
         terms.extend(t for t in cell_terms if t not in terms)
         extras.extend(k for k in cell_extras if k not in extras)
+        data_bytes = max(data_bytes, cell_bytes)
+    if not cfg.allow_targets:
+        del cfg["allow_targets"]  # so that a config without it is stored (and hashed) as before
     return Study(
         config=cfg, n_reps=initial_reps(cfg), seed=int(cfg.seed), alpha=float(cfg.alpha),
         grid=grid, grid_keys=grid_keys, cells=cells,
         n_jobs=int(cfg.runner.n_jobs), chunk_size=int(cfg.runner.chunk_size),
-        terms=terms, extras=extras, timeouts=timeouts, precision=cfg.precision,
+        terms=terms, extras=extras, timeouts=timeouts, precision=cfg.precision, data_bytes=data_bytes,
     )

@@ -58,8 +58,9 @@ def test_the_experiment_snippet_builds_a_study(user_module):
     from sims.api import compose
     from sims.run.study import validate
 
-    mapping = yaml.safe_load(block("yaml"))["estimators"]
-    flow = yaml.safe_dump(mapping, default_flow_style=True, width=10_000).strip()
-    study = validate(compose([f"estimators={flow}", "n_reps=2"]))
+    snippet = yaml.safe_load(block("yaml"))
+    flow = yaml.safe_dump(snippet["estimators"], default_flow_style=True, width=10_000).strip()
+    allowed = ",".join(snippet["allow_targets"])
+    study = validate(compose([f"estimators={flow}", f"allow_targets=[{allowed}]", "n_reps=2"]))
     built = study.cells[0].estimators
     assert type(built["differences"]).__name__ == "SubjectDifferences" and set(built) == {"differences", "ols_cr1"}

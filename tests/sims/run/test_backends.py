@@ -22,6 +22,7 @@ from sims.api import compose
 from sims.run.rundir import run_in_directory
 from sims.run.runner import release_workers
 from sims.run.study import validate
+from helpers.cli import ALLOW_HELPERS
 
 STUDY = ("n_reps=24", "runner.chunk_size=5", "grid.dgp.n_subjects=[6,12]",
          "estimators={ols: ols, cr2: ols_cr2, ri: mixedlm_ri}")
@@ -39,7 +40,7 @@ def test_a_hanging_fit_times_out_and_leaves_the_others_intact():
     y0 = np.array([study.cells[0].dgp.generate(data_rng(study.seed, 0, r))["y"].iloc[0] - 800 for r in range(12)])
     threshold = float(np.sort(y0)[-3])  # the two largest first outcomes hang
     slow = f"{{_target_: helpers.misbehaving.SlowOLS, hang: 30, threshold: {threshold!r}, timeout_s: 0.5}}"
-    ds = run_study([*overrides, f"estimators={{ols: ols, slow: {slow}}}"])
+    ds = run_study([*overrides, f"estimators={{ols: ols, slow: {slow}}}", ALLOW_HELPERS])
     hung = y0 > threshold
     status = ds["status"].sel(estimator="slow").values
     np.testing.assert_array_equal(status == Status.timeout, hung)
@@ -56,7 +57,7 @@ def test_a_slow_fit_times_out_on_dask():
     worker's sandbox process instead, in its main thread."""
     slow = "{_target_: helpers.misbehaving.SlowOLS, pause: 2, timeout_s: 0.5}"
     ds = run_study(["n_reps=4", "runner.chunk_size=2", "runner.backend=dask", "runner.n_jobs=2",
-                    f"estimators={{ols: ols, slow: {slow}}}"])
+                    f"estimators={{ols: ols, slow: {slow}}}", ALLOW_HELPERS])
     assert (ds["status"].sel(estimator="slow") == Status.timeout).all()
     assert (ds["status"].sel(estimator="ols") == Status.ok).all()
     assert (ds["elapsed_s"].sel(estimator="slow") < 1.5).all()
@@ -67,7 +68,7 @@ def test_a_hanging_estimator_does_not_hang_validation(in_thread):
     """The trial fit before the study keeps the estimator's timeout_s (SIGALRM in the main
     thread; elsewhere a helper thread it stops waiting for)."""
     config = compose(["n_reps=2", "estimators={ols: ols, stuck: {_target_: helpers.misbehaving.SlowOLS, "
-                                  "pause: 60, timeout_s: 0.5}}"])
+                                  "pause: 60, timeout_s: 0.5}}", ALLOW_HELPERS])
     start = time.perf_counter()
     if in_thread:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -112,7 +113,8 @@ def dask_cluster():
 def test_a_real_dask_cluster_that_loses_a_worker_gives_the_local_bits(dask_cluster):
     address, workers = dask_cluster
     study = ["n_reps=40", "runner.chunk_size=4", "grid.dgp.n_subjects=[6,12]",
-             "estimators={ols: ols, cr2: ols_cr2, slow: {_target_: helpers.misbehaving.SlowOLS, pause: 0.05}}"]
+             "estimators={ols: ols, cr2: ols_cr2, slow: {_target_: helpers.misbehaving.SlowOLS, pause: 0.05}}",
+             ALLOW_HELPERS]
     arrived = []
 
     def kill_a_worker_after_the_first_chunk(chunk):

@@ -8,13 +8,14 @@ from sims.run.dataset import build_dataset
 from estimators.result import Status
 from sims.run import runner
 from sims.run.seeding import data_rng
+from helpers.cli import ALLOW_HELPERS
 from helpers.misbehaving import first_outcomes
 
 
 def test_raising_estimator_leaves_failed_statuses_and_a_finished_study(small_study):
     study = small_study(
         "n_reps=40", "runner.n_jobs=2", "runner.chunk_size=8",
-        "estimators={ols: ols, flaky: {_target_: helpers.misbehaving.FlakyOLS, threshold: 20.0}}",
+        "estimators={ols: ols, flaky: {_target_: helpers.misbehaving.FlakyOLS, threshold: 20.0}}", ALLOW_HELPERS,
     )
     ds = build_dataset(study, runner.run(study))
     first_y = np.array([
@@ -61,7 +62,8 @@ def test_malformed_results_and_exits_in_a_fit_become_failed(small_study):
     bad = first_outcomes([2, 9])
     estimators = ", ".join(f"{b}: {{_target_: helpers.misbehaving.BadResultOLS, behaviour: {b}, first_outcomes: {bad}}}"
                            for b in BAD_RESULTS)
-    study = small_study("n_reps=12", "runner.n_jobs=1", "runner.chunk_size=4", f"estimators={{ols: ols, {estimators}}}")
+    study = small_study("n_reps=12", "runner.n_jobs=1", "runner.chunk_size=4", f"estimators={{ols: ols, {estimators}}}",
+                        ALLOW_HELPERS)
     ds = build_dataset(study, runner.run(study))
     hit = np.isin(np.arange(12), [2, 9])
     ols = ds["estimate"].sel(estimator="ols").values

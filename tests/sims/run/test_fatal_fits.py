@@ -9,13 +9,14 @@ import xarray as xr
 
 from estimators.result import Status
 from helpers.cli import clustersim_command, env_with_helpers, read_ledger
+from helpers.cli import ALLOW_HELPERS
 from helpers.misbehaving import first_outcomes
 from sims.api import compose
 from sims.run import runner
 from sims.run.dataset import build_dataset
 from sims.run.study import validate
 
-BASE = ("n_reps=20", "runner.chunk_size=5", "runner.n_jobs=2")
+BASE = ("n_reps=20", "runner.chunk_size=5", "runner.n_jobs=2", ALLOW_HELPERS)
 ABORTING = "{{_target_: helpers.misbehaving.DyingOLS, first_outcomes: {}}}"
 
 
@@ -51,7 +52,7 @@ def test_an_aborting_fit_costs_only_its_replicate(undisturbed, backend):
 
 def clustersim(run_dir, *overrides):
     return subprocess.run([*clustersim_command(), f"hydra.run.dir={run_dir}", "print_table=false", "report=false",
-                           "runner.progress=false", *overrides],
+                           "runner.progress=false", ALLOW_HELPERS, *overrides],
                           capture_output=True, text=True, timeout=300, env=env_with_helpers())
 
 

@@ -16,11 +16,11 @@ import pytest
 import xarray as xr
 
 from analysis.integrity import verify_run
-from helpers.cli import clustersim_command, env_with_helpers
+from helpers.cli import ALLOW_HELPERS, clustersim_command, env_with_helpers
 
 KILLS = 24
 STUDY = ("estimators={ols: ols, slow: {_target_: helpers.misbehaving.SlowOLS, pause: 0.01}}",
-         "runner.chunk_size=5", "runner.n_jobs=2", "print_table=false")
+         "runner.chunk_size=5", "runner.n_jobs=2", "print_table=false", ALLOW_HELPERS)
 
 
 def start(run_dir, n_reps: int) -> subprocess.Popen:

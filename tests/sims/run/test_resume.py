@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from helpers.cli import clustersim_command, env_with_helpers, read_ledger
+from helpers.cli import ALLOW_HELPERS, clustersim_command, env_with_helpers, read_ledger
 
 SLOW = "estimators={ols: ols, slow: {_target_: helpers.misbehaving.SlowOLS, pause: 0.05}}"
-COMMON = ("n_reps=40", "runner.chunk_size=5", "runner.n_jobs=1", "print_table=false", "report=false")
+COMMON = ("n_reps=40", "runner.chunk_size=5", "runner.n_jobs=1", "print_table=false", "report=false", ALLOW_HELPERS)
 
 
 def run(run_dir, *overrides, check=True):
@@ -64,7 +64,7 @@ def test_rerunning_a_finished_study_does_no_work(tmp_path):
 
 
 def test_raising_n_reps_runs_only_the_new_replicates(tmp_path, uninterrupted):
-    base = ("runner.chunk_size=5", "runner.n_jobs=1", "print_table=false", "report=false", SLOW)
+    base = ("runner.chunk_size=5", "runner.n_jobs=1", "print_table=false", "report=false", SLOW, ALLOW_HELPERS)
     run(tmp_path, "n_reps=17", *base)
     first = read_ledger(tmp_path)
     run(tmp_path, "n_reps=40", *base)

@@ -12,12 +12,12 @@ import pytest
 import xarray as xr
 
 from estimators.result import Status
-from helpers.cli import clustersim_command, env_with_helpers, read_ledger
+from helpers.cli import ALLOW_HELPERS, clustersim_command, env_with_helpers, read_ledger
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
 
 SLOW = ("n_reps=400", "runner.chunk_size=5", "runner.n_jobs=2", "print_table=false", "report=false",
-        "estimators={slow: {_target_: helpers.misbehaving.SlowOLS, pause: 0.1}}")
+        "estimators={slow: {_target_: helpers.misbehaving.SlowOLS, pause: 0.1}}", ALLOW_HELPERS)
 
 
 def descendants(pid: int) -> set[int]:

@@ -18,6 +18,7 @@ from analysis.cli import check_main
 from analysis.integrity import DamagedStore, verify_run
 from estimators.presets import ConfigError
 from estimators.result import Status
+from helpers.cli import ALLOW_HELPERS
 from sims.run.dataset import quiet_consolidated_metadata
 from sims.run.lock import run_directory_lock
 from sims.run.rundir import run_in_directory
@@ -129,7 +130,7 @@ def test_damaged_chunks_are_named_and_recomputed_to_their_original_bits(small_st
 
 
 def test_a_deleted_status_chunk_does_not_turn_failures_into_ok(small_study, tmp_path):
-    run(small_study, tmp_path, "n_reps=20", FLAKY)
+    run(small_study, tmp_path, "n_reps=20", FLAKY, ALLOW_HELPERS)
     before = values(tmp_path)
     flaky = before["status"].sel(estimator="flaky").values
     assert (flaky != Status.ok).any()
@@ -137,7 +138,7 @@ def test_a_deleted_status_chunk_does_not_turn_failures_into_ok(small_study, tmp_
     delete(chunk_file(tmp_path, "status", chunk))
     with pytest.raises(DamagedStore, match="damaged chunk"):
         verify_run(tmp_path)
-    run(small_study, tmp_path, "n_reps=20", FLAKY)
+    run(small_study, tmp_path, "n_reps=20", FLAKY, ALLOW_HELPERS)
     xr.testing.assert_identical(values(tmp_path), before)
 
 
