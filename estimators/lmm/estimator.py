@@ -7,6 +7,9 @@ Inference per fixed-effect term (``inference``):
   (:mod:`.satterthwaite`), interval estimate -/+ t_{nu, 1-alpha/2} SE.
 - ``lrt``: p-value of the likelihood-ratio test of the term (ML fits with and without it,
   chi-square with 1 df; :mod:`.lrt`); the interval is the Wald z interval, df = inf.
+- ``kenward_roger`` (REML fits only): estimate / SE_KR against t(m), SE_KR from pbkrtest's
+  adjusted covariance Phi_A and m its Kenward-Roger df (:mod:`.kenward_roger`), interval
+  estimate -/+ t_{m, 1-alpha/2} SE_KR (lmerTest's ``summary(ddf = "Kenward-Roger")``).
 
 Status: a fit whose optimiser did not converge is ``not_converged`` (numbers kept); a fit with
 a relative-factor diagonal below 1e-4 (lme4's ``isSingular``) is ``singular`` and counts as a
@@ -28,12 +31,13 @@ from estimators.lmm.cache import model_and_outcomes, shared_model
 from estimators.lmm.crossprod import OutcomeProducts
 from estimators.lmm.fit import MixedFit, MixedModel
 from estimators.lmm.formula import parse_formula
+from estimators.lmm.kenward_roger import kenward_roger
 from estimators.lmm.lrt import likelihood_ratio_tests
 from estimators.lmm.satterthwaite import satterthwaite_df
-from estimators.params import InvalidParameter, require_bool, require_one_of, require_probability
+from estimators.params import InvalidParameter, require, require_bool, require_one_of, require_probability
 from estimators.result import FitResult, Status, t_test
 
-Inference = Literal["wald_z", "satterthwaite", "lrt"]
+Inference = Literal["wald_z", "satterthwaite", "lrt", "kenward_roger"]
 INFERENCES = get_args(Inference)
 
 
@@ -44,7 +48,8 @@ class LMM(Estimator):
     ----------
     formula : e.g. ``"y ~ condition + (1 + condition | subject) + (1 | item)"``.
     reml : REML (True, lme4's default) or maximum likelihood.
-    inference : ``wald_z``, ``satterthwaite`` or ``lrt`` (see the module docstring).
+    inference : ``wald_z``, ``satterthwaite``, ``lrt`` or ``kenward_roger`` (see the module
+        docstring; ``kenward_roger`` needs ``reml=True``).
     alpha : 1 - confidence level of the intervals.
     """
 
@@ -60,6 +65,7 @@ class LMM(Estimator):
             raise InvalidParameter("formula", str(error)) from None
         require_one_of(inference, "inference", INFERENCES)
         require_bool(reml, "reml")
+        require_reml_for(inference, reml)
         require_probability(alpha, "alpha")
 
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
@@ -82,6 +88,11 @@ class LMM(Estimator):
         return fit_and_infer(model, Y, self.inference, self.alpha)[1]
 
 
+def require_reml_for(inference: str, reml: bool) -> None:
+    """Kenward and Roger's adjustment is defined for REML estimates only (as in pbkrtest)."""
+    require(reml or inference != "kenward_roger", "inference", "kenward_roger needs reml: true")
+
+
 def fit_and_infer(model: MixedModel, Y: np.ndarray, inference: Inference, alpha: float
                   ) -> tuple[list[MixedFit], list[FitResult]]:
     """Fit ``model`` to each column of Y and test each fixed effect as ``inference`` says."""
@@ -101,6 +112,8 @@ def infer(model: MixedModel, outcomes: OutcomeProducts, fits: list[MixedFit], Y:
         theta = np.array([fit.theta for fit in fits])
         sigma = np.array([fit.sigma for fit in fits])
         df = satterthwaite_df(model, outcomes, theta, sigma)
+    elif inference == "kenward_roger":
+        std_error, df, statuses = _kenward_roger(model, fits, statuses)
     else:
         df = np.full(estimate.shape, np.inf)
     p_value, lower, upper = t_test(estimate, std_error, df, alpha)
@@ -119,6 +132,22 @@ def infer(model: MixedModel, outcomes: OutcomeProducts, fits: list[MixedFit], Y:
                                                "the ML fit without it did not converge")
     return [FitResult(design.fixed_names, estimate[r], std_error[r], df[r], lower[r], upper[r], p_value[r], *statuses[r])
             for r in range(len(fits))]
+
+
+def _kenward_roger(model: MixedModel, fits: list[MixedFit], statuses: list[tuple[Status, str]]):
+    """Adjusted SEs and Kenward-Roger df (R, p); a fit whose adjustment fails numerically
+    (an information matrix that cannot be formed) has NaNs and the status ``failed``."""
+    adjusted = kenward_roger(model, np.array([fit.theta for fit in fits]), np.array([fit.sigma for fit in fits]))
+    p = model.design.p
+    std_error, df = np.full((len(fits), p), np.nan), np.full((len(fits), p), np.nan)
+    statuses = list(statuses)
+    for r, kr in enumerate(adjusted):
+        if kr is None:
+            if statuses[r][0] != Status.not_converged:
+                statuses[r] = (Status.failed, "the Kenward-Roger adjustment could not be computed")
+            continue
+        std_error[r], df[r] = kr.std_errors, kr.coefficient_df()
+    return std_error, df, statuses
 
 
 def _status(fit: MixedFit) -> tuple[Status, str]:

@@ -30,7 +30,7 @@ from scipy import stats
 from estimators.base import Estimator
 from estimators.design import InputError
 from estimators.lmm.cache import shared_model
-from estimators.lmm.estimator import INFERENCES, Inference, infer
+from estimators.lmm.estimator import INFERENCES, Inference, infer, require_reml_for
 from estimators.lmm.fit import MixedFit
 from estimators.lmm.structures import Candidate, candidates, factor_variance, slope_variance, smallest_slope
 from estimators.params import require_columns, require_one_of, require_probability
@@ -63,6 +63,7 @@ class _Selection(Estimator):
         self.alpha = alpha
         require_columns(factors, "factors")
         require_one_of(inference, "inference", INFERENCES)
+        require_reml_for(inference, reml)
         require_probability(alpha_select, "alpha_select")
         require_probability(alpha, "alpha")
 
