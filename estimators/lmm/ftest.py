@@ -1,0 +1,175 @@
+"""F and t tests of linear hypotheses L beta = 0 of the fixed effects, with Satterthwaite's or
+Kenward and Roger's denominator df, as lmerTest's ``contest1D``, ``contestMD`` and
+``anova(type = 3)`` compute them.
+
+Satterthwaite (Kuznetsova, Brockhoff & Christensen 2017, "lmerTest package: tests in linear
+mixed effects models", J. Stat. Softw. 82(13), section 3.3; Fai & Cornelius 1996): with
+C = Var(beta-hat), A the asymptotic covariance of phi = (theta, sigma) and J_k = dC/dphi_k
+(:func:`~estimators.lmm.satterthwaite.satterthwaite_parts`),
+
+- one row l:  t = l'beta / sqrt(l'Cl),  nu = 2 (l'Cl)^2 / (g'Ag),  g_k = l'J_k l;
+- q rows:  L C L' = P D P' (eigenvalues d_1 >= d_2 >= ..., those above sqrt(eps) d_1 kept,
+  their number the numerator df q), rows l_m = P_m'L, t_m^2 = (l_m'beta)^2 / d_m,
+  F = sum_m t_m^2 / q, nu_m the Satterthwaite df of l_m, and with E = sum_m nu_m / (nu_m - 2),
+  the denominator df 2E / (E - q) (2 when some nu_m <= 2; the mean of the nu_m when they agree
+  within 1e-8; lmerTest's ``get_Fstat_ddf``). One kept eigenvalue gives the t test of l_1.
+
+Kenward-Roger (REML fits): one row, t = l'beta / sqrt(l'Phi_A l) against t(m) with m pbkrtest's
+``Lb_ddf`` (lmerTest's ``contest1D``); several rows, pbkrtest's ``KRmodcomp``: the scaled F of
+:meth:`~estimators.lmm.kenward_roger.KenwardRoger.f_test` (lmerTest's ``contestMD``).
+
+The anova table tests each term's type III hypothesis (:mod:`.hypotheses`) with either df.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from estimators.lmm.hypotheses import type3_hypotheses
+from estimators.lmm.kenward_roger import kenward_roger
+from estimators.lmm.satterthwaite import satterthwaite_parts
+from estimators.params import require, require_one_of
+
+Ddf = Literal["satterthwaite", "kenward_roger"]
+DDFS = ("satterthwaite", "kenward_roger")
+# lmerTest's contestMD: eigenvalues of L C L' below sqrt(machine epsilon) times the largest are 0.
+RANK_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
+# lmerTest's get_Fstat_ddf: nu_m within this of each other are averaged.
+EQUAL_DF_TOLERANCE = 1e-8
+
+ANOVA_COLUMNS = ("term", "num_df", "den_df", "F", "p_value")
+T_COLUMNS = ("estimate", "std_error", "df", "t", "p_value")
+
+
+@dataclass(frozen=True)
+class SatterthwaiteParts:
+    """What the Satterthwaite df of any contrast need at one fit (lmerTest's ``vcov_varpar``,
+    ``vcov_beta``, ``Jac_list``)."""
+
+    A: np.ndarray  # (m + 1, m + 1)
+    C: np.ndarray  # (p, p)
+    J: np.ndarray  # (m + 1, p, p)
+
+    def df(self, l: np.ndarray) -> float:
+        """nu = 2 (l'Cl)^2 / (g'Ag), g_k = l'J_k l."""
+        g = np.einsum("a,kab,b->k", l, self.J, l)
+        return float(2.0 * (l @ self.C @ l) ** 2 / (g @ self.A @ g))
+
+
+def satterthwaite_t(l: np.ndarray, beta: np.ndarray, parts: SatterthwaiteParts) -> tuple[float, float, float]:
+    """(estimate, SE, df) of l'beta with Satterthwaite's df."""
+    return float(l @ beta), float(np.sqrt(l @ parts.C @ l)), parts.df(l)
+
+
+def satterthwaite_f(L: np.ndarray, beta: np.ndarray, parts: SatterthwaiteParts) -> tuple[float, int, float]:
+    """(F, numerator df, denominator df) of L beta = 0 (lmerTest's ``contestMD``)."""
+    L = np.atleast_2d(L)
+    if L.shape[0] == 1:
+        estimate, se, df = satterthwaite_t(L[0], beta, parts)
+        return (estimate / se) ** 2, 1, df
+    values, vectors = np.linalg.eigh(L @ parts.C @ L.T)
+    values, vectors = values[::-1], vectors[:, ::-1]  # decreasing, as R's eigen
+    q = int(np.sum(values > max(RANK_TOLERANCE * values[0], 0.0)))
+    if q == 0:
+        return np.nan, 0, np.nan
+    rows = vectors[:, :q].T @ L
+    if q == 1:
+        estimate, se, df = satterthwaite_t(rows[0], beta, parts)
+        return (estimate / se) ** 2, 1, df
+    F = float(np.sum((rows @ beta) ** 2 / values[:q]) / q)
+    return F, q, f_denominator_df(np.array([parts.df(row) for row in rows]))
+
+
+def f_denominator_df(nu: np.ndarray) -> float:
+    """lmerTest's ``get_Fstat_ddf``: 2E / (E - q), E = sum nu_m / (nu_m - 2)."""
+    if len(nu) == 1:
+        return float(nu[0])
+    if np.all(np.abs(np.diff(nu)) < EQUAL_DF_TOLERANCE):
+        return float(np.mean(nu))
+    if np.any(nu <= 2):
+        return 2.0
+    E = float(np.sum(nu / (nu - 2.0)))
+    return 2.0 * E / (E - len(nu))
+
+
+def f_p_value(F: float, num_df: float, den_df: float) -> float:
+    """P(F(num_df, den_df) > F)."""
+    with np.errstate(invalid="ignore"):
+        return float(special.fdtrc(num_df, den_df, F))
+
+
+def t_p_value(t: float, df: float) -> float:
+    with np.errstate(invalid="ignore"):
+        return float(2.0 * special.stdtr(df, -abs(t)))
+
+
+def f_test(L: np.ndarray, beta: np.ndarray, ddf: Ddf, parts: SatterthwaiteParts | None = None,
+           kr=None) -> tuple[float, float, float, float]:
+    """(F, numerator df, denominator df, p-value) of L beta = 0 with ``ddf``'s method."""
+    if ddf == "kenward_roger":
+        F, q, den = kr.f_test(L, beta)
+    else:
+        F, q, den = satterthwaite_f(L, beta, parts)
+    return F, q, den, f_p_value(F, q, den)
+
+
+def t_test_row(l: np.ndarray, beta: np.ndarray, ddf: Ddf, parts: SatterthwaiteParts | None = None,
+               kr=None) -> tuple[float, float, float, float, float]:
+    """(estimate, SE, df, t, p-value) of l'beta = 0 (Kenward-Roger: the adjusted SE)."""
+    if ddf == "kenward_roger":
+        estimate, se, df = float(l @ beta), float(np.sqrt(l @ kr.vcov_adjusted @ l)), kr.ddf(l)
+    else:
+        estimate, se, df = satterthwaite_t(l, beta, parts)
+    return estimate, se, df, estimate / se, t_p_value(estimate / se, df)
+
+
+def anova_frame(fixed_names, XtX: np.ndarray, beta: np.ndarray, ddf: Ddf, parts=None, kr=None) -> pd.DataFrame:
+    """lmerTest's ``anova(type = 3)``: one row per term of the fixed part (the intercept aside)."""
+    rows = []
+    for term, L in type3_hypotheses(fixed_names, XtX).items():
+        F, q, den, p = f_test(L, beta, ddf, parts, kr)
+        rows.append((term, q, den, F, p))
+    return pd.DataFrame(rows, columns=ANOVA_COLUMNS)
+
+
+def contrast_frame(L: np.ndarray, beta: np.ndarray, ddf: Ddf, parts=None, kr=None) -> pd.DataFrame:
+    """One row: the t test of a one-row L, or the F test of a several-row L."""
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    if L.shape[0] == 1:
+        return pd.DataFrame([t_test_row(L[0], beta, ddf, parts, kr)], columns=T_COLUMNS)
+    F, q, den, p = f_test(L, beta, ddf, parts, kr)
+    return pd.DataFrame([(q, den, F, p)], columns=ANOVA_COLUMNS[1:])
+
+
+def fit_parts(fit, ddf: Ddf):
+    """(SatterthwaiteParts, None) or (None, KenwardRoger) of one :class:`~estimators.lmm.fit.MixedFit`."""
+    require_one_of(ddf, "ddf", DDFS)
+    if fit.model is None:
+        raise ValueError("ddf: this fit carries no model to test with (fit it with MixedModel.fit or LMM.fit_model)")
+    theta, sigma = fit.theta[None], np.array([fit.sigma])
+    if ddf == "kenward_roger":
+        require(fit.reml, "ddf", "kenward_roger needs a REML fit (reml: true)")
+        kr = kenward_roger(fit.model, theta, sigma)[0]
+        if kr is None:
+            raise ValueError("ddf: the Kenward-Roger adjustment could not be computed for this fit")
+        return None, kr
+    A, C, J = satterthwaite_parts(fit.model, fit.outcomes, theta, sigma)
+    return SatterthwaiteParts(A[0], C[0], J[0]), None
+
+
+def fit_anova(fit, ddf: Ddf = "satterthwaite") -> pd.DataFrame:
+    design = fit.model.design if fit.model is not None else None
+    parts, kr = fit_parts(fit, ddf)
+    return anova_frame(fit.fixed_names, design.X.T @ design.X, fit.beta, ddf, parts, kr)
+
+
+def fit_contrast(fit, L, ddf: Ddf = "satterthwaite") -> pd.DataFrame:
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    require(L.ndim == 2 and L.shape[1] == len(fit.beta), "L",
+            f"must have one column per fixed effect ({len(fit.beta)}), got shape {L.shape}")
+    parts, kr = fit_parts(fit, ddf)
+    return contrast_frame(L, fit.beta, ddf, parts, kr)
