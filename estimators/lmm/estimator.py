@@ -11,6 +11,14 @@ Inference per fixed-effect term (``inference``):
   adjusted covariance Phi_A and m its Kenward-Roger df (:mod:`.kenward_roger`), interval
   estimate -/+ t_{m, 1-alpha/2} SE_KR (lmerTest's ``summary(ddf = "Kenward-Roger")``).
 
+F tests as result rows (``test``): each hypothesis L beta = 0 gets the row ``F:<name>`` with
+estimate = its F statistic, std_error and interval NaN, df = its denominator df and p_value =
+P(F(q, df) > F), q = rank(L) the numerator df (fixed by the hypothesis, not stored), so that the
+rejection rate measures the Type I error or power of the omnibus test. The statistic follows
+``inference``: lmerTest's Satterthwaite F or pbkrtest's scaled Kenward-Roger F; for ``wald_z``
+the Wald statistic over q with df = inf; for ``lrt`` the likelihood ratio over q with df = inf
+(a term's LRT drops all its columns).
+
 Status: a fit whose optimiser did not converge is ``not_converged`` (numbers kept); a fit with
 a relative-factor diagonal below 1e-4 (lme4's ``isSingular``) is ``singular`` and counts as a
 valid replicate, as in lme4, where such fits are reported with a message but not dropped. With
@@ -20,10 +28,12 @@ while the other terms keep theirs; when no test stands (the full ML fit failed) 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, Sequence, get_args
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from estimators.base import Estimator
 from estimators.design import InputError
@@ -32,8 +42,10 @@ from estimators.lmm.crossprod import OutcomeProducts
 from estimators.lmm.fit import MixedFit, MixedModel
 from estimators.lmm.formula import parse_formula
 from estimators.lmm.kenward_roger import kenward_roger
-from estimators.lmm.lrt import likelihood_ratio_tests
-from estimators.lmm.satterthwaite import satterthwaite_df
+from estimators.lmm.ftest import (TEST_PREFIX, SatterthwaiteParts, check_test_option, f_p_value, hypothesis_of,
+                                  satterthwaite_f, test_terms, wald_f)
+from estimators.lmm.lrt import deviances, hypothesis_test, likelihood_ratio_tests
+from estimators.lmm.satterthwaite import coefficient_df, contrast_parts, curvature
 from estimators.params import InvalidParameter, require, require_bool, require_one_of, require_probability
 from estimators.result import FitResult, Status, t_test
 
@@ -51,14 +63,18 @@ class LMM(Estimator):
     inference : ``wald_z``, ``satterthwaite``, ``lrt`` or ``kenward_roger`` (see the module
         docstring; ``kenward_roger`` needs ``reml=True``).
     alpha : 1 - confidence level of the intervals.
+    test : optional ``{name: hypothesis}``, each reported as a result row ``F:<name>`` (module
+        docstring); a hypothesis is a term of the formula (its type III hypothesis, as in
+        ``MixedFit.anova``), a list of coefficient names, or a contrast matrix (list of rows).
     """
 
     def __init__(self, formula: str = "y ~ X + (1 | subject)", reml: bool = True,
-                 inference: Inference = "satterthwaite", alpha: float = 0.05):
+                 inference: Inference = "satterthwaite", alpha: float = 0.05, test: Mapping | None = None):
         self.formula = formula
         self.reml = reml
         self.inference = inference
         self.alpha = alpha
+        self.test = test
         try:
             parse_formula(formula)
         except InputError as error:
@@ -67,6 +83,7 @@ class LMM(Estimator):
         require_bool(reml, "reml")
         require_reml_for(inference, reml)
         require_probability(alpha, "alpha")
+        check_test_option(test)
 
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
         return self._fit_model(*model_and_outcomes(self.formula, data, self.reml))[0]
@@ -85,7 +102,7 @@ class LMM(Estimator):
         return model.fit(model.outcomes(Y))[0]
 
     def _fit_model(self, model: MixedModel, Y: np.ndarray) -> list[FitResult]:
-        return fit_and_infer(model, Y, self.inference, self.alpha)[1]
+        return fit_and_infer(model, Y, self.inference, self.alpha, self.test)[1]
 
 
 def require_reml_for(inference: str, reml: bool) -> None:
@@ -93,33 +110,43 @@ def require_reml_for(inference: str, reml: bool) -> None:
     require(reml or inference != "kenward_roger", "inference", "kenward_roger needs reml: true")
 
 
-def fit_and_infer(model: MixedModel, Y: np.ndarray, inference: Inference, alpha: float
+def fit_and_infer(model: MixedModel, Y: np.ndarray, inference: Inference, alpha: float, tests: Mapping | None = None
                   ) -> tuple[list[MixedFit], list[FitResult]]:
-    """Fit ``model`` to each column of Y and test each fixed effect as ``inference`` says."""
+    """Fit ``model`` to each column of Y and test each fixed effect (and each hypothesis of
+    ``tests``) as ``inference`` says."""
     outcomes = model.outcomes(Y)
     fits = model.fit(outcomes)
-    return fits, infer(model, outcomes, fits, Y, inference, alpha)
+    return fits, infer(model, outcomes, fits, Y, inference, alpha, tests)
 
 
 def infer(model: MixedModel, outcomes: OutcomeProducts, fits: list[MixedFit], Y: np.ndarray,
-          inference: Inference, alpha: float) -> list[FitResult]:
-    """Per-term results of ``fits`` (one per column of Y and replicate of ``outcomes``)."""
+          inference: Inference, alpha: float, tests: Mapping | None = None) -> list[FitResult]:
+    """Per-term results of ``fits`` (one per column of Y and replicate of ``outcomes``), and a
+    row ``F:<name>`` per hypothesis of ``tests`` (:func:`test_rows`)."""
     design = model.design
     estimate = np.array([fit.beta for fit in fits])
     std_error = np.array([fit.std_errors for fit in fits])
     statuses = [_status(fit) for fit in fits]
+    parts = adjusted = full = converged_full = None
     if inference == "satterthwaite":
         theta = np.array([fit.theta for fit in fits])
         sigma = np.array([fit.sigma for fit in fits])
-        df = satterthwaite_df(model, outcomes, theta, sigma)
+        shared = curvature(model, outcomes, theta, sigma)
+        df = coefficient_df(shared, sigma)
+        if tests:
+            parts = contrast_parts(shared, sigma)
     elif inference == "kenward_roger":
-        std_error, df, statuses = _kenward_roger(model, fits, statuses)
+        std_error, df, statuses, adjusted = _kenward_roger(model, fits, statuses)
     else:
         df = np.full(estimate.shape, np.inf)
     p_value, lower, upper = t_test(estimate, std_error, df, alpha)
     if inference == "lrt":
-        full = None if model.reml else np.array([fit.criterion for fit in fits])
-        _, p_value, converged = likelihood_ratio_tests(design, Y, full)
+        if model.reml:
+            full, ml_fits = deviances(design, Y)
+            converged_full = np.array([fit.converged for fit in ml_fits])
+        else:
+            full, converged_full = np.array([fit.criterion for fit in fits]), np.ones(len(fits), dtype=bool)
+        _, p_value, converged = likelihood_ratio_tests(design, Y, full, converged_full)
         p_value = np.where(converged, p_value, np.nan)
         for r in np.flatnonzero(~converged.all(axis=1)):
             if statuses[r][0] == Status.not_converged:
@@ -130,8 +157,61 @@ def infer(model: MixedModel, outcomes: OutcomeProducts, fits: list[MixedFit], Y:
             else:  # the other terms' tests stand
                 statuses[r] = (statuses[r][0], f"no likelihood-ratio test of {', '.join(untested)}: "
                                                "the ML fit without it did not converge")
-    return [FitResult(design.fixed_names, estimate[r], std_error[r], df[r], lower[r], upper[r], p_value[r], *statuses[r])
+    terms = design.fixed_names
+    if tests:
+        F, den_df, F_p, statuses = test_rows(model, fits, Y, inference, tests, parts, adjusted, full, converged_full, statuses)
+        nan = np.full(F.shape, np.nan)
+        terms = terms + test_terms(tests)
+        estimate, std_error, df = np.hstack([estimate, F]), np.hstack([std_error, nan]), np.hstack([df, den_df])
+        lower, upper, p_value = np.hstack([lower, nan]), np.hstack([upper, nan]), np.hstack([p_value, F_p])
+    return [FitResult(terms, estimate[r], std_error[r], df[r], lower[r], upper[r], p_value[r], *statuses[r])
             for r in range(len(fits))]
+
+
+def test_rows(model: MixedModel, fits: list[MixedFit], Y: np.ndarray, inference: Inference, tests: Mapping,
+              parts, adjusted, full, converged_full, statuses) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """F statistic, denominator df and p-value (R, T) of each hypothesis of ``tests``
+    (:func:`~estimators.lmm.ftest.hypothesis_of`) with the method of ``inference``:
+
+    - ``satterthwaite``, ``kenward_roger``: lmerTest's F tests (:mod:`.ftest`);
+    - ``wald_z``: W / q against F(q, inf), W = (L beta)'(L C L')^-1 (L beta);
+    - ``lrt``: LR / q against F(q, inf), LR the ML likelihood ratio of the model under
+      L beta = 0 (a term: without its columns) (:func:`~estimators.lmm.lrt.hypothesis_test`).
+
+    A replicate whose test cannot be computed has NaNs there; a failed reduced ML fit says so
+    in the message."""
+    design = model.design
+    clash = [name for name in test_terms(tests) if name in design.fixed_names]
+    if clash:
+        raise InputError(f"test {clash[0][len(TEST_PREFIX):]!r}: its row {clash[0]!r} has the name of a fixed effect; rename the test")
+    XtX = design.X.T @ design.X
+    R, T = len(fits), len(tests)
+    F, den_df, p_value = np.full((R, T), np.nan), np.full((R, T), np.nan), np.full((R, T), np.nan)
+    statuses = list(statuses)
+    for t, (name, spec) in enumerate(tests.items()):
+        L = hypothesis_of(name, spec, design.fixed_names, XtX, drop_columns=inference == "lrt")
+        if inference == "lrt":
+            statistic, q, converged = hypothesis_test(design, Y, L, full, converged_full)
+            F[:, t], den_df[:, t] = statistic / q, np.inf
+            p_value[:, t] = np.where(converged, stats.chi2.sf(statistic, q), np.nan)
+            for r in np.flatnonzero(~converged):
+                text = f"no likelihood-ratio test of {TEST_PREFIX}{name}: the ML fit under it did not converge"
+                statuses[r] = (statuses[r][0], "; ".join(filter(None, [statuses[r][1], text])))
+            continue
+        for r, fit in enumerate(fits):
+            try:
+                if inference == "satterthwaite":
+                    F[r, t], q, den_df[r, t] = satterthwaite_f(L, fit.beta, SatterthwaiteParts(*(a[r] for a in parts)))
+                elif inference == "kenward_roger":
+                    if adjusted[r] is None:
+                        continue
+                    F[r, t], q, den_df[r, t] = adjusted[r].f_test(L, fit.beta)
+                else:
+                    (F[r, t], q), den_df[r, t] = wald_f(L, fit.beta, fit.vcov), np.inf
+            except np.linalg.LinAlgError:
+                continue
+            p_value[r, t] = f_p_value(F[r, t], q, den_df[r, t])
+    return F, den_df, p_value, statuses
 
 
 def _kenward_roger(model: MixedModel, fits: list[MixedFit], statuses: list[tuple[Status, str]]):
@@ -147,7 +227,7 @@ def _kenward_roger(model: MixedModel, fits: list[MixedFit], statuses: list[tuple
                 statuses[r] = (Status.failed, "the Kenward-Roger adjustment could not be computed")
             continue
         std_error[r], df[r] = kr.std_errors, kr.coefficient_df()
-    return std_error, df, statuses
+    return std_error, df, statuses, adjusted
 
 
 def _status(fit: MixedFit) -> tuple[Status, str]:

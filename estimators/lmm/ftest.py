@@ -22,6 +22,7 @@ The anova table tests each term's type III hypothesis (:mod:`.hypotheses`) with 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,7 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from estimators.lmm.hypotheses import type3_hypotheses
+from estimators.design import InputError
+from estimators.lmm.hypotheses import columns_of, fixed_terms, split_column, type3_hypotheses
 from estimators.lmm.kenward_roger import kenward_roger
 from estimators.lmm.satterthwaite import satterthwaite_parts
 from estimators.params import require, require_one_of
@@ -97,8 +99,10 @@ def f_denominator_df(nu: np.ndarray) -> float:
 
 
 def f_p_value(F: float, num_df: float, den_df: float) -> float:
-    """P(F(num_df, den_df) > F)."""
+    """P(F(num_df, den_df) > F); for den_df = inf, P(chi^2_num_df > num_df F)."""
     with np.errstate(invalid="ignore"):
+        if np.isinf(den_df):
+            return float(special.chdtrc(num_df, num_df * F))
         return float(special.fdtrc(num_df, den_df, F))
 
 
@@ -173,3 +177,81 @@ def fit_contrast(fit, L, ddf: Ddf = "satterthwaite") -> pd.DataFrame:
             f"must have one column per fixed effect ({len(fit.beta)}), got shape {L.shape}")
     parts, kr = fit_parts(fit, ddf)
     return contrast_frame(L, fit.beta, ddf, parts, kr)
+
+
+# --- F tests as result rows of a study (LMM's ``test`` option) ---------------------------------
+
+TEST_PREFIX = "F:"
+
+
+def check_test_option(test) -> None:
+    """``test`` is None or a non-empty mapping of names to a term of the formula (a string), a
+    list of coefficient names, or a contrast matrix (a list of equally long rows of numbers).
+    Whether the terms and coefficients exist is checked on the data (:func:`hypothesis_of`)."""
+    if test is None:
+        return
+    require(isinstance(test, Mapping) and len(test) > 0, "test",
+            f"must be a mapping of test names to a term, a list of coefficient names or a contrast matrix, got {test!r}")
+    for name, spec in test.items():
+        require(isinstance(name, str) and name != "", "test", f"test names must be non-empty strings, got {name!r}")
+        require(_is_term(spec) or _is_names(spec) or _is_matrix(spec), "test",
+                f"{name}: must be a term of the formula, a list of coefficient names or a contrast matrix "
+                f"(a list of rows of numbers), got {spec!r}")
+
+
+def _is_term(spec) -> bool:
+    return isinstance(spec, str) and spec != ""
+
+
+def _is_names(spec) -> bool:
+    return isinstance(spec, (list, tuple)) and len(spec) > 0 and all(_is_term(s) for s in spec)
+
+
+def _is_matrix(spec) -> bool:
+    def is_row(row):
+        return (isinstance(row, (list, tuple)) and len(row) > 0
+                and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in row))
+    return (isinstance(spec, (list, tuple)) and len(spec) > 0 and all(is_row(r) for r in spec)
+            and len({len(r) for r in spec}) == 1)
+
+
+def test_terms(test) -> tuple[str, ...]:
+    """The result rows of the tests: ``F:<name>`` each."""
+    return tuple(TEST_PREFIX + name for name in test) if test else ()
+
+
+def hypothesis_of(name: str, spec, fixed_names, XtX: np.ndarray, drop_columns: bool = False) -> np.ndarray:
+    """L of one test on a design: a term's type III hypothesis (its own columns when
+    ``drop_columns``, for likelihood-ratio tests), a named coefficient, coefficient names, or
+    the matrix itself. Raises :class:`InputError` for names the design lacks or a matrix of the
+    wrong width."""
+    names = list(fixed_names)
+    if isinstance(spec, str):
+        terms = fixed_terms(names)
+        wanted = {factor for factor, _ in split_column(spec)}
+        match = [t for t in terms if {factor for factor, _ in split_column(t)} == wanted]
+        if match:
+            if drop_columns:
+                return columns_of(names, [names[j] for j in terms[match[0]]])
+            return type3_hypotheses(names, XtX)[match[0]]
+        if spec in names:
+            return columns_of(names, [spec])
+        raise InputError(f"test {name!r}: {spec!r} is neither a term nor a coefficient of the fixed part "
+                         f"(terms: {', '.join(terms)}; coefficients: {', '.join(names)})")
+    if all(isinstance(s, str) for s in spec):
+        try:
+            return columns_of(names, list(spec))
+        except InputError as error:
+            raise InputError(f"test {name!r}: {error}") from None
+    L = np.array(spec, dtype=float)
+    if L.shape[1] != len(names):
+        raise InputError(f"test {name!r}: the contrast matrix has {L.shape[1]} columns; the fixed effects are "
+                         f"{len(names)} ({', '.join(names)})")
+    return L
+
+
+def wald_f(L: np.ndarray, beta: np.ndarray, C: np.ndarray) -> tuple[float, int]:
+    """(W / q, q) with W = (L beta)'(L C L')^-1 (L beta), q = rank(L): F(q, inf) = chi^2_q / q."""
+    q = int(np.linalg.matrix_rank(L))
+    d = L @ beta
+    return float(d @ np.linalg.lstsq(L @ C @ L.T, d, rcond=None)[0]) / q, q

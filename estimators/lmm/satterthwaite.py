@@ -37,9 +37,23 @@ def satterthwaite_df(model, outcomes: OutcomeProducts, theta: np.ndarray, sigma:
     (R, n_theta), ``sigma`` (R,) of each replicate of ``outcomes``, for the REML or ML
     criterion of ``model`` (a :class:`~estimators.lmm.fit.MixedModel`).
     """
-    A, U, h, sigma2 = _curvature(model, outcomes, theta, sigma, step)
-    R, m = theta.shape
-    p = model.products.p
+    return coefficient_df(curvature(model, outcomes, theta, sigma, step), sigma)
+
+
+def satterthwaite_parts(model, outcomes: OutcomeProducts, theta: np.ndarray, sigma: np.ndarray,
+                        step: float = 1e-4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the df of any contrast need (lmerTest's ``vcov_varpar``, ``vcov_beta`` and
+    ``Jac_list``): A (R, m + 1, m + 1), C = sigma^2 (R_X'R_X)^-1 (R, p, p) and the Jacobian
+    J (R, m + 1, p, p) of C in phi = (theta, sigma), so that for a contrast l,
+    g_k = l'J_k l and nu = 2 (l'Cl)^2 / (g'Ag)."""
+    return contrast_parts(curvature(model, outcomes, theta, sigma, step), sigma)
+
+
+def coefficient_df(curvature_: tuple, sigma: np.ndarray) -> np.ndarray:
+    """The df (R, p) of the contrasts e_j from :func:`curvature`'s result."""
+    A, U, h, sigma2 = curvature_
+    R, m = h.shape
+    p = U.shape[-1]
     variance = sigma2[:, None] * np.diagonal(U[0], axis1=1, axis2=2)  # l'C l for l = e_j, (R, p)
     g = np.empty((R, p, m + 1))
     for k in range(m):
@@ -51,22 +65,18 @@ def satterthwaite_df(model, outcomes: OutcomeProducts, theta: np.ndarray, sigma:
         return 2.0 * variance**2 / denominator
 
 
-def satterthwaite_parts(model, outcomes: OutcomeProducts, theta: np.ndarray, sigma: np.ndarray,
-                        step: float = 1e-4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What the df of any contrast need (lmerTest's ``vcov_varpar``, ``vcov_beta`` and
-    ``Jac_list``): A (R, m + 1, m + 1), C = sigma^2 (R_X'R_X)^-1 (R, p, p) and the Jacobian
-    J (R, m + 1, p, p) of C in phi = (theta, sigma), so that for a contrast l,
-    g_k = l'J_k l and nu = 2 (l'Cl)^2 / (g'Ag)."""
-    A, U, h, sigma2 = _curvature(model, outcomes, theta, sigma, step)
-    m = theta.shape[1]
-    J = np.empty((theta.shape[0], m + 1) + U.shape[2:])
+def contrast_parts(curvature_: tuple, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, C, J) of :func:`satterthwaite_parts` from :func:`curvature`'s result."""
+    A, U, h, sigma2 = curvature_
+    m = h.shape[1]
+    J = np.empty((h.shape[0], m + 1) + U.shape[2:])
     for k in range(m):
         J[:, k] = sigma2[:, None, None] * (U[1 + k] - U[1 + m + k]) / (2.0 * h[:, k, None, None])
     J[:, m] = 2.0 * sigma[:, None, None] * U[0]
     return A, sigma2[:, None, None] * U[0], J
 
 
-def _curvature(model, outcomes: OutcomeProducts, theta: np.ndarray, sigma: np.ndarray, step: float):
+def curvature(model, outcomes: OutcomeProducts, theta: np.ndarray, sigma: np.ndarray, step: float = 1e-4):
     """A = 2 H^+ (R, m + 1, m + 1), the unscaled covariances (R_X'R_X)^-1 at theta and at the
     central-difference points (2m + 1, R, p, p: theta, theta + h e_k, theta - h e_k), the steps
     h (R, m) and sigma^2."""
