@@ -19,8 +19,8 @@ estimate = its F statistic, std_error and interval NaN, df = its denominator df 
 P(F(q, df) > F), q = rank(L) the numerator df (fixed by the hypothesis, not stored), so that the
 rejection rate measures the Type I error or power of the omnibus test. The statistic follows
 ``inference``: lmerTest's Satterthwaite F or pbkrtest's scaled Kenward-Roger F; for ``wald_z``
-the Wald statistic over q with df = inf; for ``lrt`` the likelihood ratio over q with df = inf
-(a term's LRT drops all its columns).
+the Wald statistic over q with df = inf; for ``lrt`` and ``parametric_bootstrap`` the likelihood
+ratio over q with df = inf (a term's LRT drops all its columns).
 
 Status: a fit whose optimiser did not converge is ``not_converged`` (numbers kept); a fit with
 a relative-factor diagonal below 1e-4 (lme4's ``isSingular``) is ``singular`` and counts as a
@@ -66,8 +66,9 @@ class LMM(Estimator):
     ----------
     formula : e.g. ``"y ~ condition + (1 + condition | subject) + (1 | item)"``.
     reml : REML (True, lme4's default) or maximum likelihood.
-    inference : ``wald_z``, ``satterthwaite``, ``lrt`` or ``kenward_roger`` (see the module
-        docstring; ``kenward_roger`` needs ``reml=True``).
+    inference : ``wald_z``, ``satterthwaite``, ``lrt``, ``parametric_bootstrap`` or
+        ``kenward_roger`` (see the module docstring; ``kenward_roger`` needs ``reml=True``,
+        ``parametric_bootstrap`` the ``rng`` of ``fit``).
     alpha : 1 - confidence level of the intervals.
     n_boot : samples of the parametric bootstrap (``inference=parametric_bootstrap``).
     test : optional ``{name: hypothesis}``, each reported as a result row ``F:<name>`` (module

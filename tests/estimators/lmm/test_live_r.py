@@ -57,19 +57,22 @@ def simulate(seed: int) -> pd.DataFrame:
     return frame.round(6)
 
 
+def run_r(script: str, data: pd.DataFrame, tmp_path: Path, *args: str) -> np.ndarray:
+    """The numbers an R script prints, one per line, with the data's CSV path as first argument."""
+    path, script_path = tmp_path / "data.csv", tmp_path / "script.R"
+    data.to_csv(path, index=False)
+    script_path.write_text(script)
+    run = subprocess.run(["Rscript", str(script_path), str(path), *args], capture_output=True, text=True, check=True)
+    return np.array(run.stdout.split(), dtype=float)
+
+
 @pytest.mark.skipif(shutil.which("Rscript") is None, reason="Rscript not installed")
 @pytest.mark.parametrize("seed", range(6))
 def test_random_designs_match_lme4(seed, tmp_path: Path):
     data = simulate(seed)
-    path = tmp_path / "data.csv"
-    data.to_csv(path, index=False)
-    script = tmp_path / "fit.R"
-    script.write_text(R_SCRIPT)
     formula = FORMULAS[seed % len(FORMULAS)]
     for reml in (True, False):
-        run = subprocess.run(["Rscript", str(script), str(path), formula, str(reml).upper()],
-                             capture_output=True, text=True, check=True)
-        values = np.array(run.stdout.split(), dtype=float)
+        values = run_r(R_SCRIPT, data, tmp_path, formula, str(reml).upper())
         design, y = build_mixed_design(formula, data)
         p = design.p
         criterion, singular, estimate, se, df = values[0], bool(values[1]), values[2:2 + p], values[2 + p:2 + 2 * p], values[2 + 2 * p:]
@@ -120,13 +123,8 @@ def test_kenward_roger_and_anova_match_pbkrtest(seed, tmp_path: Path):
     from estimators.lmm.kenward_roger import kenward_roger
 
     data = simulate_factor(seed)
-    path = tmp_path / "data.csv"
-    data.to_csv(path, index=False)
-    script = tmp_path / "kr.R"
-    script.write_text(KR_SCRIPT)
     formula = "y ~ f + (1 | subject) + (1 | item)"
-    run = subprocess.run(["Rscript", str(script), str(path), formula], capture_output=True, text=True, check=True)
-    criterion, se, df, F_s, den_s, F_k, den_k = np.split(np.array(run.stdout.split(), dtype=float), [1, 4, 7, 8, 9, 10])
+    criterion, se, df, F_s, den_s, F_k, den_k = np.split(run_r(KR_SCRIPT, data, tmp_path, formula), [1, 4, 7, 8, 9, 10])
     design, y = build_mixed_design(formula, data)
     model = MixedModel.from_design(design, True)
     fit = model.fit(model.outcomes(y[:, None]))[0]
