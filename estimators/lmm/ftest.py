@@ -166,9 +166,9 @@ def fit_parts(fit, ddf: Ddf):
 
 
 def fit_anova(fit, ddf: Ddf = "satterthwaite") -> pd.DataFrame:
-    design = fit.model.design if fit.model is not None else None
     parts, kr = fit_parts(fit, ddf)
-    return anova_frame(fit.fixed_names, design.X.T @ design.X, fit.beta, ddf, parts, kr)
+    X = fit.model.design.X
+    return anova_frame(fit.fixed_names, X.T @ X, fit.beta, ddf, parts, kr)
 
 
 def fit_contrast(fit, L, ddf: Ddf = "satterthwaite") -> pd.DataFrame:

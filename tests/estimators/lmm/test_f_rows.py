@@ -113,3 +113,14 @@ def test_a_study_measures_the_rejection_rate_of_an_f_test():
     assert np.isfinite(row.p_value).all() and np.isnan(row.std_error).all()
     # a one-df KR F is the square of the KR t statistic, scaled by lambda (1 here: balanced)
     np.testing.assert_allclose(row.estimate, (t.estimate / t.std_error) ** 2, rtol=1e-6)
+
+
+def test_anova_refuses_kenward_roger_for_ml_fits_and_unknown_methods(cake):
+    ml = LMM(CAKE, reml=False).fit_model(cake)
+    with pytest.raises(ValueError, match=r"^ddf: kenward_roger needs a REML fit"):
+        ml.anova("kenward_roger")
+    with pytest.raises(ValueError, match=r"^ddf: must be one of satterthwaite, kenward_roger"):
+        ml.contrast([[0, 1, 0, 0, 0, 0]], ddf="kr")
+    assert list(ml.anova().term) == ["recipe", "temp", "recipe:temp"]  # Satterthwaite on ML fits, as lmerTest
+    intercept_only = LMM("angle ~ 1 + (1 | recipe:replicate)").fit_model(cake)
+    assert intercept_only.anova().empty
