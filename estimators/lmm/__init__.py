@@ -16,7 +16,8 @@ Modules, in the order the computation runs:
 - :mod:`.optimize`     BFGS for many replicates at once
 - :mod:`.fit`          :class:`MixedModel` and :class:`MixedFit`
 - :mod:`.cache`        prepared models kept per design (patsy and Z'Z cost more than a fit)
-- :mod:`.satterthwaite`, :mod:`.lrt`   inference for fixed effects
+- :mod:`.satterthwaite`, :mod:`.kenward_roger`, :mod:`.lrt`, :mod:`.bootstrap`   inference for fixed effects
+- :mod:`.hypotheses`, :mod:`.ftest`   type III hypotheses, F tests, anova tables, contrasts
 - :mod:`.estimator`    :class:`LMM`, the clustersim estimator
 - :mod:`.structures`   random-effects structures: formulas, candidates, slope variances
 - :mod:`.selection`    random-effects model selection estimators

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
+from estimators.lmm import ftest
 from estimators.lmm.cholesky import BlockedCholesky, factorize
 from estimators.lmm.criterion import information_criteria, profiled_criterion, profiled_gradient, sigma_hat
 from estimators.lmm.crossprod import DesignProducts, OutcomeProducts, design_products, outcome_products
@@ -54,6 +56,9 @@ class MixedFit:
     components: tuple[VarianceComponent, ...]
     theta_names: tuple[str, ...] = ()
     pca: dict = field(default_factory=dict)  # grouping factor -> proportions of variance
+    # The prepared model and this replicate's outcome products, for tests after the fit.
+    model: "MixedModel | None" = field(default=None, repr=False, compare=False)
+    outcomes: OutcomeProducts | None = field(default=None, repr=False, compare=False)
 
     @property
     def log_likelihood(self) -> float:
@@ -75,6 +80,17 @@ class MixedFit:
     @property
     def std_errors(self) -> np.ndarray:
         return np.sqrt(np.diag(self.vcov))
+
+    def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """lmerTest's type III ``anova``: per term of the fixed part, ``term, num_df, den_df, F,
+        p_value`` with ``ddf`` ``satterthwaite`` or ``kenward_roger`` (REML fits) (:mod:`.ftest`)."""
+        return ftest.fit_anova(self, ddf)
+
+    def contrast(self, L, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """The test of L beta = 0 for a matrix L with one column per fixed effect: one row,
+        ``estimate, std_error, df, t, p_value`` for a one-row L (lmerTest's ``contest1D``),
+        ``num_df, den_df, F, p_value`` for several rows (``contestMD``) (:mod:`.ftest`)."""
+        return ftest.fit_contrast(self, L, ddf)
 
     def varcorr(self) -> list[tuple[str, str, str, float]]:
         """lme4's ``as.data.frame(VarCorr(fit))`` rows (group, name1, name2, sd or correlation):
@@ -212,7 +228,7 @@ class MixedModel:
                 self.design.fixed_names, beta[r], vcov[r], theta[r], float(sigma[r]), self.reml,
                 float(criterion[r]), P.n, bool(converged[r]),
                 bool(singular[r]), int(result.iterations[r]), int(result.evaluations[r]),
-                tuple(components), theta_names, pca,
+                tuple(components), theta_names, pca, self, outcomes.take(np.array([r])),
             ))
         return fits
 

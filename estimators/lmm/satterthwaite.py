@@ -37,6 +37,49 @@ def satterthwaite_df(model, outcomes: OutcomeProducts, theta: np.ndarray, sigma:
     (R, n_theta), ``sigma`` (R,) of each replicate of ``outcomes``, for the REML or ML
     criterion of ``model`` (a :class:`~estimators.lmm.fit.MixedModel`).
     """
+    return coefficient_df(curvature(model, outcomes, theta, sigma, step), sigma)
+
+
+def satterthwaite_parts(model, outcomes: OutcomeProducts, theta: np.ndarray, sigma: np.ndarray,
+                        step: float = 1e-4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the df of any contrast need (lmerTest's ``vcov_varpar``, ``vcov_beta`` and
+    ``Jac_list``): A (R, m + 1, m + 1), C = sigma^2 (R_X'R_X)^-1 (R, p, p) and the Jacobian
+    J (R, m + 1, p, p) of C in phi = (theta, sigma), so that for a contrast l,
+    g_k = l'J_k l and nu = 2 (l'Cl)^2 / (g'Ag)."""
+    return contrast_parts(curvature(model, outcomes, theta, sigma, step), sigma)
+
+
+def coefficient_df(curvature_: tuple, sigma: np.ndarray) -> np.ndarray:
+    """The df (R, p) of the contrasts e_j from :func:`curvature`'s result."""
+    A, U, h, sigma2 = curvature_
+    R, m = h.shape
+    p = U.shape[-1]
+    variance = sigma2[:, None] * np.diagonal(U[0], axis1=1, axis2=2)  # l'C l for l = e_j, (R, p)
+    g = np.empty((R, p, m + 1))
+    for k in range(m):
+        dU = (np.diagonal(U[1 + k], axis1=1, axis2=2) - np.diagonal(U[1 + m + k], axis1=1, axis2=2)) / (2.0 * h[:, k:k + 1])
+        g[:, :, k] = sigma2[:, None] * dU
+    g[:, :, m] = 2.0 * sigma[:, None] * np.diagonal(U[0], axis1=1, axis2=2)
+    denominator = lw.sum_axis((g @ A) * g, -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 2.0 * variance**2 / denominator
+
+
+def contrast_parts(curvature_: tuple, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, C, J) of :func:`satterthwaite_parts` from :func:`curvature`'s result."""
+    A, U, h, sigma2 = curvature_
+    m = h.shape[1]
+    J = np.empty((h.shape[0], m + 1) + U.shape[2:])
+    for k in range(m):
+        J[:, k] = sigma2[:, None, None] * (U[1 + k] - U[1 + m + k]) / (2.0 * h[:, k, None, None])
+    J[:, m] = 2.0 * sigma[:, None, None] * U[0]
+    return A, sigma2[:, None, None] * U[0], J
+
+
+def curvature(model, outcomes: OutcomeProducts, theta: np.ndarray, sigma: np.ndarray, step: float = 1e-4):
+    """A = 2 H^+ (R, m + 1, m + 1), the unscaled covariances (R_X'R_X)^-1 at theta and at the
+    central-difference points (2m + 1, R, p, p: theta, theta + h e_k, theta - h e_k), the steps
+    h (R, m) and sigma^2."""
     R, m = theta.shape
     nu = residual_dof(model.products.n, model.products.p, model.reml)
     p = model.products.p
@@ -64,13 +107,4 @@ def satterthwaite_df(model, outcomes: OutcomeProducts, theta: np.ndarray, sigma:
     keep = values > EIGEN_TOLERANCE
     inverse_values = np.where(keep, 1.0 / np.where(keep, values, 1.0), 0.0)
     A = 2.0 * (vectors * inverse_values[:, None, :]) @ np.swapaxes(vectors, 1, 2)
-
-    variance = sigma2[:, None] * np.diagonal(U[0], axis1=1, axis2=2)  # l'C l for l = e_j, (R, p)
-    g = np.empty((R, p, m + 1))
-    for k in range(m):
-        dU = (np.diagonal(U[1 + k], axis1=1, axis2=2) - np.diagonal(U[1 + m + k], axis1=1, axis2=2)) / (2.0 * h[:, k:k + 1])
-        g[:, :, k] = sigma2[:, None] * dU
-    g[:, :, m] = 2.0 * sigma[:, None] * np.diagonal(U[0], axis1=1, axis2=2)
-    denominator = lw.sum_axis((g @ A) * g, -1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 2.0 * variance**2 / denominator
+    return A, U, h, sigma2

@@ -30,10 +30,10 @@ from scipy import stats
 from estimators.base import Estimator
 from estimators.design import InputError
 from estimators.lmm.cache import shared_model
-from estimators.lmm.estimator import INFERENCES, Inference, infer
+from estimators.lmm.estimator import INFERENCES, Inference, infer, require_reml_for
 from estimators.lmm.fit import MixedFit
 from estimators.lmm.structures import Candidate, candidates, factor_variance, slope_variance, smallest_slope
-from estimators.params import require_columns, require_one_of, require_probability
+from estimators.params import require, require_columns, require_one_of, require_probability
 from estimators.result import FitResult
 
 # A principal component (or a zcp variance component) with less than this share of its factor's
@@ -63,6 +63,8 @@ class _Selection(Estimator):
         self.alpha = alpha
         require_columns(factors, "factors")
         require_one_of(inference, "inference", INFERENCES)
+        require_reml_for(inference, reml)
+        require(inference != "parametric_bootstrap", "inference", "parametric_bootstrap is not offered with model selection")
         require_probability(alpha_select, "alpha_select")
         require_probability(alpha, "alpha")
 

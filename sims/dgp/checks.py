@@ -13,7 +13,8 @@ DGP), or ``unittest.SkipTest`` with the reason when it does not apply to the DGP
 it as skipped; ``check_dgp`` does not count it as a pass). Conventions the checks rely on, which every DGP in ``sims`` follows:
 
 - ``columns`` lists the outcome first; the other columns are the design.
-- A truth term is ``Intercept`` or a design column (the term names patsy gives them), or one of
+- A truth term is ``Intercept`` or a design column (the term names patsy gives them), a
+  treatment-coded level of a design column as patsy names it (``condition[T.b]``), or one of
   those followed by ``_<qualifier>`` for a second estimand of the same term
   (``finishtime_marginal``).
 - Parameters are dataclass fields with plain types (int, float, str, bool or a ``Literal`` of
@@ -129,8 +130,11 @@ def check_truth_terms(dgp: DGP) -> None:
     bases = ["Intercept", *design]
     for term, value in truth.items():
         assert isinstance(term, str), f"term {term!r} is not a string"
-        known = term in bases or any(term.startswith(f"{base}_") and len(term) > len(base) + 1 for base in bases)
-        assert known, f"truth term {term!r} is neither Intercept nor a design column ({', '.join(design)}), nor one of them with a _qualifier"
+        root = term.split("[T.", 1)[0] if term.endswith("]") and "[T." in term else term
+        known = root in design or any(
+            term.startswith(f"{base}_") and len(term) > len(base) + 1 for base in bases) or term in bases
+        assert known, (f"truth term {term!r} is neither Intercept nor a design column ({', '.join(design)}), "
+                       "nor a level of one (column[T.level]), nor one of them with a _qualifier")
         assert isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)), \
             f"truth of {term!r} is a {type(value).__name__}, not a number"
         assert math.isfinite(value), f"truth of {term!r} is {value}"

@@ -73,7 +73,7 @@ def test_params_round_trip_through_sims_build(variant):
 def test_every_dgp_module_has_a_preset():
     targets = {type(sims.build(name)).__module__ for name in sims.available("dgp")}
     assert targets == {"sims.dgp.clustered", "sims.dgp.heteroskedastic", "sims.dgp.simpson", "sims.dgp.confounder", "sims.dgp.crossed",
-                       "sims.dgp.fitted"}
+                       "sims.dgp.fitted", "sims.dgp.crossed_factor"}
 
 
 # --- the suite catches what it should -------------------------------------------------------
@@ -195,6 +195,11 @@ def test_check_dgp_names_the_failing_check(broken, failing):
     ("crossed", "residual_sd", -1.0),
     ("crossed", "max_missing_share", 1.0),
     ("crossed", "layout", "latin_square"),
+    ("crossed_factor", "n_levels", 1),
+    ("crossed_factor", "n_subjects", 10),  # not a multiple of n_levels = 3
+    ("crossed_factor", "n_items", 4),
+    ("crossed_factor", "effect", float("nan")),
+    ("crossed_factor", "subject_condition_sd", -0.1),
 ])
 def test_invalid_parameter_names_itself(preset, name, value):
     with pytest.raises(InvalidParameter) as raised:
@@ -498,3 +503,32 @@ def test_a_fixed_design_that_does_not_draw_outcome_matrices_fails_the_chunk_chec
 
     with pytest.raises(AssertionError, match="check_chunk_equals_replicates: .*not SharedDesignFrames"):
         check_dgp(FramesOnly())
+
+
+# --- crossed_factor -------------------------------------------------------------------------
+
+def test_crossed_factor_is_a_latin_square_with_its_variance_components():
+    """Each subject sees n_items / n_levels items per level and each item every level; the
+    covariances of two observations: same subject and level sd_S^2 + sd_SC^2, same subject
+    only sd_S^2, same item and level sd_I^2 + sd_IC^2 (moments over many replicates)."""
+    dgp = sims.build("crossed_factor", n_subjects=6, n_items=6, effect=0.5)
+    design = dgp.design()
+    counts = design.groupby(["subject", "condition"]).size()
+    assert (counts == 2).all() and set(design.condition) == {"a", "b", "c"}
+    assert (design.groupby(["item", "condition"]).size() == 2).all()
+    assert dgp.truth() == {"Intercept": 0.0, "condition[T.b]": 0.5, "condition[T.c]": 1.0}
+    Y = np.stack([dgp.draw_outcome(rng(seed)) for seed in range(4000)])
+    means = Y.mean(axis=0)
+    expected = 0.5 * design.condition.map({"a": 0, "b": 1, "c": 2}).to_numpy()
+    assert np.all(np.abs(means - expected) < 4.5 * np.sqrt(0.36 + 0.09 + 0.25 + 0.09 + 1) / np.sqrt(4000))
+    C = np.cov(Y, rowvar=False)
+    s, i, c = design.subject.to_numpy(), design.item.to_numpy(), design.condition.to_numpy()
+    def mean_cov(mask):
+        return C[mask].mean()
+    same_s, same_i, same_c = s[:, None] == s, i[:, None] == i, c[:, None] == c
+    off = ~np.eye(len(s), dtype=bool)
+    assert mean_cov(same_s & same_c & ~same_i & off) == pytest.approx(0.36 + 0.09, abs=0.03)
+    assert mean_cov(same_s & ~same_c & ~same_i) == pytest.approx(0.36, abs=0.03)
+    assert mean_cov(same_i & same_c & ~same_s & off) == pytest.approx(0.25 + 0.09, abs=0.03)
+    assert mean_cov(~same_s & ~same_i) == pytest.approx(0.0, abs=0.02)
+    assert np.diag(C).mean() == pytest.approx(0.36 + 0.09 + 0.25 + 0.09 + 1.0, rel=0.03)
