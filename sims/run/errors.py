@@ -114,9 +114,9 @@ def _os_problem(error: OSError, run_dir: Path | None) -> tuple[str, int] | None:
 def describe(error: BaseException, run_dir: Path | None = None) -> tuple[str, int]:
     """(one-line message, exit code) for an error that stopped a run in ``run_dir``."""
     if isinstance(error, KeyboardInterrupt):
-        return "interrupted" + resume_advice(run_dir), INTERRUPTED
+        return "interrupted by SIGINT" + resume_advice(run_dir), INTERRUPTED
     if isinstance(error, RunInterrupted):
-        return f"runner: stopped by {error.signame}" + resume_advice(run_dir), 128 + error.signum
+        return f"interrupted by {error.signame}" + resume_advice(run_dir), 128 + error.signum
     if isinstance(error, (ConfigError, YAMLLimitError, DamagedStore)):
         return str(error), 2
     os_error = _first(error, OSError)

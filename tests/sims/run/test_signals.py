@@ -94,9 +94,9 @@ def test_a_signal_stops_the_run_in_one_line_and_keeps_finished_chunks(tmp_path, 
     assert process.returncode == 128 + signum
     assert "Traceback" not in stderr, stderr
     name = signal.Signals(signum).name
-    assert stderr.strip().splitlines()[-1] == (
-        f"clustersim: error: runner: stopped by {name}; finished chunks are saved in "
-        f"{tmp_path / 'results.zarr'}: rerun the same command to resume")
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith(f"clustersim: error: interrupted by {name}; finished chunks are saved in "), line
+    assert line.endswith(f": rerun the same command to resume, with hydra.run.dir={tmp_path}"), line
     finished = read_ledger(tmp_path)
     assert 2 <= len(finished) < 80
     ds = xr.open_zarr(tmp_path / "results.zarr")
