@@ -33,6 +33,7 @@ import numpy as np
 
 from estimators.lmm import levelwise as lw
 from estimators.lmm.crossprod import DesignProducts, OutcomeProducts
+from estimators.lmm.sparse import factorize_sparse
 from estimators.lmm.theta import ThetaLayout
 
 
@@ -198,6 +199,8 @@ def factorize(products: DesignProducts, outcomes: OutcomeProducts, layout: Theta
     ``outcomes`` aligned with those rows (b replicates)."""
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
     with np.errstate(invalid="ignore", divide="ignore"):
+        if products.coupling is not None:
+            return factorize_sparse(products, outcomes, layout, theta)
         return _factorize(products, outcomes, layout, theta)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from estimators.lmm.design import MixedDesign, RandomBlock
+from estimators.lmm.sparse import Coupling, use_sparse
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,10 @@ class DesignProducts:
     k1: int
     l1: int
     B11: np.ndarray  # (k1, k1, l1)
-    BR1: np.ndarray  # (m, k1, l1)
+    BR1: np.ndarray | None  # (m, k1, l1); None when W'Z_1 is held sparse (``coupling``)
     BRR: np.ndarray  # (m, m)
     rest_terms: tuple[tuple[int, int, int], ...]  # (offset in W, levels l, k) of terms 2..T
+    coupling: Coupling | None = None  # W'Z_1 as a sparse pattern, for large crossed designs
 
     @property
     def q_rest(self) -> int:
@@ -91,13 +93,18 @@ def design_products(design: MixedDesign) -> DesignProducts:
             B11[a, c] = np.bincount(first.codes, first.matrix[:, a] * first.matrix[:, c], minlength=l1)
     Z1 = random_block_matrix(first)
     W = rest_matrix(design)
-    BR1 = np.asarray((W.T @ Z1).todense()).reshape(W.shape[1], k1, l1)
+    C = W.T @ Z1
     BRR = np.asarray((W.T @ W).todense())
+    if use_sparse(W.shape[1], k1 * l1, C.nnz):
+        BRR = np.ascontiguousarray(BRR)  # updated through flat positions
+        BR1, coupling = None, Coupling.from_matrices(C, k1, l1, BRR)
+    else:
+        BR1, coupling = np.asarray(C.todense()).reshape(W.shape[1], k1, l1), None
     rest_terms, offset = [], 0
     for block in design.blocks[1:]:
         rest_terms.append((offset, block.n_levels, block.k))
         offset += block.size
-    return DesignProducts(design.n, design.p, k1, l1, B11, BR1, BRR, tuple(rest_terms))
+    return DesignProducts(design.n, design.p, k1, l1, B11, BR1, BRR, tuple(rest_terms), coupling)
 
 
 def outcome_products(design: MixedDesign, Y: np.ndarray) -> OutcomeProducts:
