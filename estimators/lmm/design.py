@@ -120,6 +120,11 @@ def _level_codes(data: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarray
     if len(factors) == 1:
         codes, uniques = pd.factorize(data[factors[0]], sort=True)
         return codes.astype(np.intp), len(uniques)
-    combined = pd.MultiIndex.from_frame(data[list(factors)])
-    codes, uniques = pd.factorize(combined, sort=True)
-    return codes.astype(np.intp), len(uniques)
+    # The combinations in lexicographic order of the factors' sorted levels: the same codes as
+    # factorizing the tuples, without building them.
+    combined, n_levels = np.zeros(len(data), dtype=np.int64), 1
+    for name in factors:
+        codes, uniques = pd.factorize(data[name], sort=True)
+        combined, n_levels = pd.factorize(combined * len(uniques) + codes, sort=True)
+        n_levels = len(n_levels)
+    return combined.astype(np.intp), n_levels

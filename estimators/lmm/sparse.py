@@ -85,39 +85,59 @@ class Coupling:
         """The coupling of C = W'Z_1 (m, k1 * l1; columns component-major, a * l1 + j) and the
         pattern of W'W (``BRR``, dense)."""
         m = C.shape[0]
-        coo = [sp.coo_matrix(C[:, a * l1:(a + 1) * l1]) for a in range(k1)]
-        keys = np.unique(np.concatenate([c.col.astype(np.int64) * m + c.row for c in coo]))
-        levels, rows = np.divmod(keys, m)
-        values = np.zeros((k1, keys.size))
-        for a, c in enumerate(coo):
-            values[a, np.searchsorted(keys, c.col.astype(np.int64) * m + c.row)] = c.data
+        if k1 == 1:  # the pattern is C's own, in column (level) order
+            csc = sp.csc_matrix(C)
+            csc.sort_indices()
+            rows, values = csc.indices.astype(np.int64), csc.data[None].astype(float)
+            levels = np.repeat(np.arange(l1, dtype=np.int64), np.diff(csc.indptr))
+        else:
+            coo = [sp.coo_matrix(C[:, a * l1:(a + 1) * l1]) for a in range(k1)]
+            keys = np.unique(np.concatenate([c.col.astype(np.int64) * m + c.row for c in coo]))
+            levels, rows = np.divmod(keys, m)
+            values = np.zeros((k1, keys.size))
+            for a, c in enumerate(coo):
+                values[a, np.searchsorted(keys, c.col.astype(np.int64) * m + c.row)] = c.data
         components = tuple(sp.csr_matrix((values[a], (rows, levels)), shape=(m, l1)) for a in range(k1))
 
         # All pairs (e1, e2) of entries of one level with rows[e1] >= rows[e2] (rows ascend
         # within a level, so e2 runs from the level's first entry to e1), level by level.
-        nnz = keys.size
+        nnz = rows.size
         starts = np.searchsorted(levels, levels, side="left")
         lengths = np.arange(nnz) - starts + 1
-        e1 = np.repeat(np.arange(nnz, dtype=np.int32), lengths)
-        e2 = np.arange(e1.size, dtype=np.int64)
-        e2 -= np.repeat(np.cumsum(lengths) - lengths - starts, lengths)
-        flat = rows[e1] * m + rows[e2]
+        n_pairs = int(lengths.sum())
+        kind = np.int32 if max(n_pairs, m * m) < 2**31 else np.int64
+        e1 = np.repeat(np.arange(nnz, dtype=kind), lengths)
+        e2 = np.arange(n_pairs, dtype=kind)
+        e2 -= np.repeat((np.cumsum(lengths) - lengths - starts).astype(kind), lengths)
+        rows_k = rows.astype(kind)
+        flat = rows_k[e1]
+        flat *= m
+        flat += rows_k[e2]
+        data = np.empty(k1 * k1 * n_pairs)
+        chunk = 1 << 16
+        for a in range(k1):
+            for c in range(k1):
+                part = data[(a * k1 + c) * n_pairs:(a * k1 + c + 1) * n_pairs]
+                for start in range(0, n_pairs, chunk):  # in chunks: take() copies int32 indices
+                    end = start + chunk
+                    np.multiply(values[a].take(e1[start:end]), values[c].take(e2[start:end]), out=part[start:end])
+        del e1, e2
         # The lower pattern of G and each pair's place in it, through an m x m index map (the
         # dense m x m block is held anyway; this is cheaper than sorting the pairs).
-        index = np.zeros(m * m, dtype=np.int32)
+        index = np.zeros(m * m, dtype=kind)
         index[flat] = 1
         lower = np.flatnonzero(index)
-        index[lower] = np.arange(lower.size, dtype=np.int32)
+        index[lower] = np.arange(lower.size, dtype=kind)
         position = index[flat]
         del index, flat
         per_level = np.bincount(levels, weights=lengths, minlength=l1).astype(np.int64)
         pointer = np.concatenate([[0], np.cumsum(np.tile(per_level, k1 * k1))])
-        data = np.concatenate([values[a, e1] * values[c, e2] for a in range(k1) for c in range(k1)])
         if k1 > 1:
             position = np.tile(position, k1 * k1)
         gram = sp.csc_matrix((data, position, pointer), shape=(lower.size, k1 * k1 * l1))
         r, s = np.divmod(lower, m)
-        crossprod_lower = np.flatnonzero(np.tril(BRR))
+        crossprod_lower = np.flatnonzero(BRR)
+        crossprod_lower = crossprod_lower[crossprod_lower // m >= crossprod_lower % m]
         return cls(m, k1, l1, components, gram, lower, s * m + r, np.where(r > s, 1.0, 0.5),
                    crossprod_lower, BRR.reshape(-1)[crossprod_lower])
 
