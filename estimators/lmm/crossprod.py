@@ -25,6 +25,22 @@ from estimators.lmm.sparse import Coupling, use_sparse
 
 
 @dataclass(frozen=True)
+class OutcomeOperators:
+    """Z_1', W' (sparse) and the pseudo-inverse of X: what :func:`outcome_products` applies to
+    each outcome, kept with the design's products so that a single fit does not rebuild them."""
+
+    Z1t: sp.csr_matrix
+    Wt: sp.csr_matrix
+    X_pinv: np.ndarray
+
+    @classmethod
+    def of(cls, design: MixedDesign, Z1: sp.spmatrix | None = None, W: sp.spmatrix | None = None) -> "OutcomeOperators":
+        Z1 = random_block_matrix(design.blocks[0]) if Z1 is None else Z1
+        W = rest_matrix(design) if W is None else W
+        return cls(Z1.T.tocsr(), W.T.tocsr(), np.linalg.pinv(design.X))
+
+
+@dataclass(frozen=True)
 class DesignProducts:
     """Z_1'Z_1 per level, W'Z_1 and W'W, with the layout of W's random part."""
 
@@ -34,9 +50,10 @@ class DesignProducts:
     l1: int
     B11: np.ndarray  # (k1, k1, l1)
     BR1: np.ndarray | None  # (m, k1, l1); None when W'Z_1 is held sparse (``coupling``)
-    BRR: np.ndarray  # (m, m)
+    BRR: np.ndarray | sp.csr_matrix  # (m, m); sparse with ``coupling``
     rest_terms: tuple[tuple[int, int, int], ...]  # (offset in W, levels l, k) of terms 2..T
     coupling: Coupling | None = None  # W'Z_1 as a sparse pattern, for large crossed designs
+    operators: OutcomeOperators | None = None  # what the outcome products need of the design
 
     @property
     def q_rest(self) -> int:
@@ -94,21 +111,23 @@ def design_products(design: MixedDesign) -> DesignProducts:
     Z1 = random_block_matrix(first)
     W = rest_matrix(design)
     C = W.T @ Z1
-    BRR = np.asarray((W.T @ W).todense())
     if use_sparse(W.shape[1], k1 * l1, C.nnz):
-        BRR = np.ascontiguousarray(BRR)  # updated through flat positions
+        BRR = sp.csr_matrix(W.T @ W)
         BR1, coupling = None, Coupling.from_matrices(C, k1, l1, BRR)
     else:
+        BRR = np.asarray((W.T @ W).todense())
         BR1, coupling = np.asarray(C.todense()).reshape(W.shape[1], k1, l1), None
     rest_terms, offset = [], 0
     for block in design.blocks[1:]:
         rest_terms.append((offset, block.n_levels, block.k))
         offset += block.size
-    return DesignProducts(design.n, design.p, k1, l1, B11, BR1, BRR, tuple(rest_terms), coupling)
+    return DesignProducts(design.n, design.p, k1, l1, B11, BR1, BRR, tuple(rest_terms), coupling,
+                          OutcomeOperators.of(design, Z1, W))
 
 
-def outcome_products(design: MixedDesign, Y: np.ndarray) -> OutcomeProducts:
-    """Z_1'y*, W'y* and y*'y* for each column of Y (n x R), y* the OLS residual of y on X.
+def outcome_products(design: MixedDesign, Y: np.ndarray, operators: OutcomeOperators | None = None) -> OutcomeProducts:
+    """Z_1'y*, W'y* and y*'y* for each column of Y (n x R), y* the OLS residual of y on X
+    (``operators``: the design's :class:`OutcomeOperators`, built here if not given).
 
     Computed one replicate at a time with matrix-vector products: a matrix product over all R
     columns at once may round differently depending on R (BLAS kernels block the columns), and
@@ -117,9 +136,8 @@ def outcome_products(design: MixedDesign, Y: np.ndarray) -> OutcomeProducts:
     Y = np.asarray(Y, dtype=float).reshape(design.n, -1)
     R = Y.shape[1]
     first = design.blocks[0]
-    Z1t = random_block_matrix(first).T.tocsr()
-    Wt = rest_matrix(design).T.tocsr()
-    X_pinv = np.linalg.pinv(design.X)
+    operators = OutcomeOperators.of(design) if operators is None else operators
+    Z1t, Wt, X_pinv = operators.Z1t, operators.Wt, operators.X_pinv
     Z1y = np.empty((R, first.k * first.n_levels))
     Wy = np.empty((R, Wt.shape[0]))
     yy = np.empty(R)

@@ -116,7 +116,7 @@ class MixedModel:
         return tuple(names)
 
     def outcomes(self, Y: np.ndarray) -> OutcomeProducts:
-        return outcome_products(self.design, Y)
+        return outcome_products(self.design, Y, self.products.operators)
 
     def factorize(self, outcomes: OutcomeProducts, theta: np.ndarray, rows: np.ndarray) -> BlockedCholesky:
         return factorize(self.products, outcomes.take(rows), self.layout, theta)

@@ -34,7 +34,7 @@ as in :mod:`.cholesky`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as sl
@@ -48,6 +48,8 @@ from estimators.lmm.theta import ThetaLayout
 # products cost less than the sparse path's per-item work (benchmarks/README.md, "Single fits").
 SPARSE_MIN_WORK = 2e7
 SPARSE_MAX_DENSITY = 0.25
+# Pairs of coupling entries made at a time when the Gram-product matrix is built.
+PAIR_CHUNK = 1 << 18
 
 
 def use_sparse(m: int, q1: int, nnz: int) -> bool:
@@ -81,9 +83,9 @@ class Coupling:
     crossprod_values: np.ndarray
 
     @classmethod
-    def from_matrices(cls, C: sp.spmatrix, k1: int, l1: int, BRR: np.ndarray) -> "Coupling":
+    def from_matrices(cls, C: sp.spmatrix, k1: int, l1: int, BRR: sp.spmatrix) -> "Coupling":
         """The coupling of C = W'Z_1 (m, k1 * l1; columns component-major, a * l1 + j) and the
-        pattern of W'W (``BRR``, dense)."""
+        lower pattern of W'W (``BRR``)."""
         m = C.shape[0]
         if k1 == 1:  # the pattern is C's own, in column (level) order
             csc = sp.csc_matrix(C)
@@ -100,46 +102,53 @@ class Coupling:
         components = tuple(sp.csr_matrix((values[a], (rows, levels)), shape=(m, l1)) for a in range(k1))
 
         # All pairs (e1, e2) of entries of one level with rows[e1] >= rows[e2] (rows ascend
-        # within a level, so e2 runs from the level's first entry to e1), level by level.
+        # within a level, so e2 runs from the level's first entry to e1), level by level, made
+        # in chunks of entries (a design has millions of pairs): first the lower pattern of G
+        # through an m x m index map (the dense m x m block is held anyway; this is cheaper
+        # than sorting the pairs), then each pair's place in it and its products.
         nnz = rows.size
         starts = np.searchsorted(levels, levels, side="left")
         lengths = np.arange(nnz) - starts + 1
-        n_pairs = int(lengths.sum())
+        ends = np.cumsum(lengths)
+        n_pairs = int(ends[-1]) if nnz else 0
         kind = np.int32 if max(n_pairs, m * m) < 2**31 else np.int64
-        e1 = np.repeat(np.arange(nnz, dtype=kind), lengths)
-        e2 = np.arange(n_pairs, dtype=kind)
-        e2 -= np.repeat((np.cumsum(lengths) - lengths - starts).astype(kind), lengths)
+        bounds = np.unique(np.concatenate([[0], np.searchsorted(ends, np.arange(PAIR_CHUNK, n_pairs, PAIR_CHUNK)), [nnz]]))
         rows_k = rows.astype(kind)
-        flat = rows_k[e1]
-        flat *= m
-        flat += rows_k[e2]
-        data = np.empty(k1 * k1 * n_pairs)
-        chunk = 1 << 16
-        for a in range(k1):
-            for c in range(k1):
-                part = data[(a * k1 + c) * n_pairs:(a * k1 + c + 1) * n_pairs]
-                for start in range(0, n_pairs, chunk):  # in chunks: take() copies int32 indices
-                    end = start + chunk
-                    np.multiply(values[a].take(e1[start:end]), values[c].take(e2[start:end]), out=part[start:end])
-        del e1, e2
-        # The lower pattern of G and each pair's place in it, through an m x m index map (the
-        # dense m x m block is held anyway; this is cheaper than sorting the pairs).
+
+        def pairs(first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            count = lengths[first:last]
+            e1 = np.repeat(np.arange(first, last, dtype=kind), count)
+            e2 = np.arange(e1.size, dtype=kind)
+            e2 -= np.repeat((np.cumsum(count) - count - starts[first:last]).astype(kind), count)
+            flat = rows_k[e1]
+            flat *= m
+            flat += rows_k[e2]
+            return e1, e2, flat
+
         index = np.zeros(m * m, dtype=kind)
-        index[flat] = 1
+        for first, last in zip(bounds[:-1], bounds[1:]):
+            index[pairs(first, last)[2]] = 1
         lower = np.flatnonzero(index)
         index[lower] = np.arange(lower.size, dtype=kind)
-        position = index[flat]
-        del index, flat
+        position = np.empty(n_pairs, dtype=kind)
+        data = np.empty(k1 * k1 * n_pairs)
+        for first, last in zip(bounds[:-1], bounds[1:]):
+            e1, e2, flat = pairs(first, last)
+            out = slice(ends[first] - lengths[first], ends[last - 1])
+            position[out] = index[flat]
+            for a in range(k1):
+                for c in range(k1):
+                    data[(a * k1 + c) * n_pairs:][out] = values[a].take(e1) * values[c].take(e2)
+        del index
         per_level = np.bincount(levels, weights=lengths, minlength=l1).astype(np.int64)
         pointer = np.concatenate([[0], np.cumsum(np.tile(per_level, k1 * k1))])
         if k1 > 1:
             position = np.tile(position, k1 * k1)
         gram = sp.csc_matrix((data, position, pointer), shape=(lower.size, k1 * k1 * l1))
         r, s = np.divmod(lower, m)
-        crossprod_lower = np.flatnonzero(BRR)
-        crossprod_lower = crossprod_lower[crossprod_lower // m >= crossprod_lower % m]
+        B = sp.tril(BRR, format="coo")
         return cls(m, k1, l1, components, gram, lower, s * m + r, np.where(r > s, 1.0, 0.5),
-                   crossprod_lower, BRR.reshape(-1)[crossprod_lower])
+                   B.row.astype(np.int64) * m + B.col, B.data.astype(float))
 
     def times(self, v: np.ndarray) -> np.ndarray:
         """C v for v (k1, l1): (m,)."""
@@ -208,14 +217,16 @@ class SparseBlockedCholesky:
     factors: list[np.ndarray]  # T_t per term, (b, k_t, k_t)
     L11: np.ndarray  # (b, k1, k1, l1)
     L11inv: np.ndarray  # (b, k1, k1, l1)
-    LRR: list[np.ndarray]  # b lower factors (m, m), Fortran order
+    LRR: list[np.ndarray]  # b lower factors (m, m), Fortran order; overwritten by gradients()
     U: list[np.ndarray]  # b lower patterns of U = G(T_1 Omega_11^-1 T_1')
     l1: np.ndarray  # (b, k1, l1)
     lR: np.ndarray  # (b, m)
     r2: np.ndarray  # (b,)
+    diagRR: np.ndarray  # (b, m), the diagonals of L_RR
+    _cached: dict = field(default_factory=dict, repr=False)
 
     def _diagonals(self, part: slice) -> np.ndarray:
-        return np.array([np.diagonal(L)[part] for L in self.LRR]).reshape(len(self.LRR), -1)
+        return self.diagRR[:, part]
 
     @property
     def logdet_L(self) -> np.ndarray:
@@ -234,6 +245,11 @@ class SparseBlockedCholesky:
     def solution(self) -> tuple[np.ndarray, np.ndarray]:
         """(u_1 (b, k1, l1), x_R (b, m)) solving L'[u; beta] = [l_1; l_R]:
         x_R = L_RR^-T l_R, u_1 = L_11^-T (l_1 - L_11^-1 T_1' C' D_R x_R)."""
+        if "solution" not in self._cached:
+            self._cached["solution"] = self._solve()
+        return self._cached["solution"]
+
+    def _solve(self) -> tuple[np.ndarray, np.ndarray]:
         P = self.products
         x_R = np.empty(self.lR.shape)
         back = np.empty(self.l1.shape)
@@ -249,21 +265,32 @@ class SparseBlockedCholesky:
 
     def unscaled_fixed_covariance(self) -> np.ndarray:
         """(R_X'R_X)^-1 with R_X' the trailing p x p block of L_RR."""
-        q_rest, p = self.products.q_rest, self.products.p
-        out = np.empty((len(self.LRR), p, p))
-        for i, L in enumerate(self.LRR):
-            inverse = sl.solve_triangular(L[q_rest:, q_rest:], np.eye(p), lower=True, check_finite=False)
-            out[i] = inverse.T @ inverse
-        return out
+        if "covariance" not in self._cached:
+            q_rest, p = self.products.q_rest, self.products.p
+            out = np.empty((len(self.LRR), p, p))
+            for i, L in enumerate(self.LRR):
+                inverse = sl.solve_triangular(L[q_rest:, q_rest:], np.eye(p), lower=True, check_finite=False)
+                out[i] = inverse.T @ inverse
+            self._cached["covariance"] = out
+        return self._cached["covariance"]
 
     def gradients(self, layout: ThetaLayout, include_fixed: bool) -> tuple[np.ndarray, np.ndarray]:
         """d log det / d theta and d r^2 / d theta, each (b, n_theta): the quantities of
         :meth:`~estimators.lmm.cholesky.BlockedCholesky.gradients` (see the module docstring)."""
+        key = ("gradients", include_fixed)
+        if key in self._cached:
+            return self._cached[key]
+        if self._cached.get("consumed"):
+            raise RuntimeError("the factor was overwritten by an earlier gradients() call")
+        # What needs L_RR is computed first: its memory then takes S^-1 (InstEval: 10.7 MB).
+        self.solution()
+        self.unscaled_fixed_covariance()
         P = self.products
         m = P.coupling.m
         nl = m if include_fixed else P.q_rest
         n_first = layout.sizes[0] * (layout.sizes[0] + 1) // 2
         grad_logdet = np.zeros((len(self.LRR), layout.n_theta))
+        self._cached["consumed"] = True
         for i, L in enumerate(self.LRR):
             rest = self._rest(i)
             Sinv = _lower_inverse_block(L, nl)
@@ -275,7 +302,8 @@ class SparseBlockedCholesky:
             grad_logdet[i, :n_first] = values[0]
             for t in range(1, len(layout.sizes)):
                 grad_logdet[i, layout.offsets[t]:layout.offsets[t] + len(values[t])] = values[t]
-        return grad_logdet, self._r2_gradient(layout)
+        self._cached[key] = grad_logdet, self._r2_gradient(layout)
+        return self._cached[key]
 
     def _first_term_logdet(self, i: int, h: np.ndarray) -> np.ndarray:
         """d log det / d T_1[a, c] = 2 sum_j [Omega_11^-1 T_1'B_11]_j[c, a] + 2 h.(w + w'),
@@ -328,10 +356,7 @@ class SparseBlockedCholesky:
         full = Sinv + np.tril(Sinv, -1).T
         SD = scale_rest(scale_rest(full, rest, P.rest_terms, 0, transposed=False), rest, P.rest_terms, 1, transposed=False)
         out = [self._first_term_logdet(i, coupling.gram_weights(SD.reshape(-1)[coupling.lower]))]
-        V = P.BRR.copy().reshape(-1)
-        V[coupling.lower] -= self.U[i]
-        V[coupling.upper] -= np.where(coupling.half == 1.0, self.U[i], 0.0)
-        V = V.reshape(P.BRR.shape)
+        V = _crossprod_minus(P, self.U[i])
         for (offset, levels, k), T in zip(P.rest_terms, rest):
             slab = scale_rest(full[offset:offset + k * levels, :nl], rest, P.rest_terms, 1, transposed=False)  # S^-1 D_R'
             rows, cols = ThetaLayout.lower_positions(k)
@@ -364,12 +389,22 @@ class SparseBlockedCholesky:
         return grad
 
 
+def _crossprod_minus(P, U: np.ndarray) -> np.ndarray:
+    """W'W - U, dense and symmetric, U given by its lower pattern."""
+    coupling = P.coupling
+    V = P.BRR.toarray(order="C")
+    flat = V.reshape(-1)
+    flat[coupling.upper] -= U
+    flat[coupling.lower] -= np.where(coupling.half == 1.0, U, 0.0)
+    return V
+
+
 def _lower_inverse_block(L: np.ndarray, nl: int) -> np.ndarray | None:
     """The lower triangle (upper zero) of (L L')^-1 of the leading nl x nl block of L, padded
     with zeros to L's size, in Fortran order; None when L is not a valid factor."""
     m = L.shape[0]
     if nl == m:
-        inverse, info = sl.lapack.dpotri(L, lower=1)
+        inverse, info = sl.lapack.dpotri(L, lower=1, overwrite_c=1)
         return np.asfortranarray(inverse) if info == 0 else None
     out = np.zeros((m, m), order="F")
     if nl:
@@ -398,6 +433,8 @@ def factorize_sparse(products, outcomes, layout: ThetaLayout, theta: np.ndarray)
     W_U = lw.matmul(M, lw.transpose(M))  # T_1 Omega_11^-1 T_1'
     shift = lw.matvec(M, l1v)  # L_R1 l_1 = D_R' C shift
     r, s = np.divmod(coupling.lower, m)
+    rB, sB = np.divmod(coupling.crossprod_lower, m)
+    upper_B = sB * m + rB
     diagonal = np.arange(P.q_rest) * (m + 1)
     LRR, U, lR = [], [], np.empty((b, m))
     for i in range(b):
@@ -407,15 +444,12 @@ def factorize_sparse(products, outcomes, layout: ThetaLayout, theta: np.ndarray)
         # S is built transposed, in its upper triangle, so that its transpose is the lower
         # triangle in Fortran order, which LAPACK factors in place.
         if d is not None:
-            S = np.multiply(P.BRR, d[:, None])
-            S *= d[None, :]
+            S = np.zeros((m, m))
             flat = S.reshape(-1)
-            flat[coupling.upper] -= U[i] * d[r] * d[s]
+            flat[upper_B] = coupling.crossprod_values * (d[rB] * d[sB])
+            flat[coupling.upper] -= U[i] * (d[r] * d[s])
         else:
-            S = P.BRR.copy()
-            flat = S.reshape(-1)
-            flat[coupling.upper] -= U[i]
-            flat[coupling.lower] -= np.where(coupling.half == 1.0, U[i], 0.0)
+            S = _crossprod_minus(P, U[i])
             S = np.ascontiguousarray(scale_rest(scale_rest(S, rest, P.rest_terms, 0), rest, P.rest_terms, 1))
             flat = S.reshape(-1)
         flat[diagonal] += 1.0
@@ -426,4 +460,5 @@ def factorize_sparse(products, outcomes, layout: ThetaLayout, theta: np.ndarray)
         lR[i] = sl.solve_triangular(L, sy, lower=True, check_finite=False) if info == 0 else np.nan
         LRR.append(L)
     r2 = outcomes.yy - lw.row_sum(l1v**2) - lw.row_sum(lR**2)
-    return SparseBlockedCholesky(P, outcomes, factors, L11, L11inv, LRR, U, l1v, lR, r2)
+    diagRR = np.array([np.diagonal(L) for L in LRR]).reshape(b, m)
+    return SparseBlockedCholesky(P, outcomes, factors, L11, L11inv, LRR, U, l1v, lR, r2, diagRR)

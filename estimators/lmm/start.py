@@ -24,6 +24,7 @@ outcome products.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from estimators.lmm import levelwise as lw
 from estimators.lmm.crossprod import DesignProducts, OutcomeProducts
@@ -39,7 +40,11 @@ def level_blocks(products: DesignProducts) -> list[np.ndarray]:
     blocks = [products.B11]
     for offset, levels, k in products.rest_terms:
         index = offset + np.arange(k)[:, None] * levels + np.arange(levels)[None, :]  # (k, l)
-        blocks.append(products.BRR[index[:, None, :], index[None, :, :]])
+        if sp.issparse(products.BRR):
+            rows, cols = np.broadcast_arrays(index[:, None, :], index[None, :, :])
+            blocks.append(np.asarray(products.BRR[rows.ravel(), cols.ravel()]).reshape(k, k, levels))
+        else:
+            blocks.append(products.BRR[index[:, None, :], index[None, :, :]])
     return blocks
 
 

@@ -12,6 +12,7 @@ below 1e-4, lme4's ``isSingular`` rule.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,9 @@ class ThetaLayout:
 
     sizes: tuple[int, ...]  # k_t per term
 
-    @property
+    # Derived once per layout (the optimiser asks for them at every evaluation); the arrays are
+    # read-only, as they are shared.
+    @functools.cached_property
     def offsets(self) -> tuple[int, ...]:
         out, start = [], 0
         for k in self.sizes:
@@ -33,27 +36,23 @@ class ThetaLayout:
             start += k * (k + 1) // 2
         return tuple(out)
 
-    @property
+    @functools.cached_property
     def n_theta(self) -> int:
         return sum(k * (k + 1) // 2 for k in self.sizes)
 
     @staticmethod
     def lower_positions(k: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows and columns of the lower triangle of a k x k matrix, column by column."""
-        rows, cols = [], []
-        for c in range(k):
-            for r in range(c, k):
-                rows.append(r)
-                cols.append(c)
-        return np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
+        return _lower_positions(k)
 
-    @property
+    @functools.cached_property
     def diagonal(self) -> np.ndarray:
         """Boolean mask of the theta elements on a diagonal (lme4's lower bound 0)."""
         mask = np.zeros(self.n_theta, dtype=bool)
         for offset, k in zip(self.offsets, self.sizes):
             rows, cols = self.lower_positions(k)
             mask[offset + np.flatnonzero(rows == cols)] = True
+        mask.flags.writeable = False
         return mask
 
     def start(self) -> np.ndarray:
@@ -86,6 +85,19 @@ class ThetaLayout:
     def is_singular(self, theta: np.ndarray, tolerance: float = SINGULAR_TOLERANCE) -> np.ndarray:
         """lme4's isSingular: some diagonal element of a (rectified) factor below ``tolerance``."""
         return np.any(np.abs(np.asarray(theta)[..., self.diagonal]) < tolerance, axis=-1)
+
+
+@functools.lru_cache(maxsize=None)
+def _lower_positions(k: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = [], []
+    for c in range(k):
+        for r in range(c, k):
+            rows.append(r)
+            cols.append(c)
+    out = np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
+    for array in out:
+        array.flags.writeable = False
+    return out
 
 
 def covariance(T: np.ndarray, sigma: float) -> np.ndarray:
