@@ -32,6 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from estimators.lmm import levelwise as lw
+
+try:  # the gufunc behind np.linalg.cholesky: NaN factors for matrices that are not positive definite
+    from numpy.linalg._umath_linalg import cholesky_lo as _cholesky_gufunc
+except ImportError:  # pragma: no cover - another numpy layout
+    _cholesky_gufunc = None
 from estimators.lmm.crossprod import DesignProducts, OutcomeProducts
 from estimators.lmm.sparse import factorize_sparse
 from estimators.lmm.theta import ThetaLayout
@@ -75,13 +80,14 @@ class BlockedCholesky:
     factors: list[np.ndarray]  # T_t per term, (b, k_t, k_t)
     L11: np.ndarray  # (b, k1, k1, l1)
     L11inv: np.ndarray  # (b, k1, k1, l1)
-    Ct: np.ndarray  # D_R' W'Z_1, (b, m, k1, l1)
+    Ct: np.ndarray  # D_R' W'Z_1, (b, m, k1, l1) (batch axis 1 without later terms)
     LR1: np.ndarray  # (b, m, k1, l1)
     LRR: np.ndarray  # (b, m, m)
     LRRinv: np.ndarray  # (b, m, m)
     l1: np.ndarray  # (b, k1, l1)
     lR: np.ndarray  # (b, m)
     r2: np.ndarray  # (b,)
+    B11T1: np.ndarray | None = None  # Z_1'Z_1 T_1 per level, (b, k1, k1, l1)
 
     @property
     def logdet_L(self) -> np.ndarray:
@@ -155,7 +161,8 @@ class BlockedCholesky:
         Ze_1, We = self._residual_products(u_1, x_R)
 
         # Term 1: G_j = Z_1'Z_1[j] T_1 Sigma_11[j] + (D_R'W'Z_1)[:, j]' Sigma_R1[:, j]
-        G1 = lw.matmul(lw.matmul(P.B11[None], T1), S11) + lw.crossprod(self.Ct[:, :nl], SR1.reshape(b, nl, k1, l1))
+        B11T1 = lw.matmul(P.B11[None], T1) if self.B11T1 is None else self.B11T1
+        G1 = lw.matmul(B11T1, S11) + lw.crossprod(self.Ct[:, :nl], SR1.reshape(b, nl, k1, l1))
         rows, cols = layout.lower_positions(k1)
         sl = slice(layout.offsets[0], layout.offsets[0] + len(rows))
         grad_logdet[:, sl] = 2.0 * lw.sum_axis(G1, -1)[:, rows, cols]
@@ -211,20 +218,23 @@ def _factorize(products: DesignProducts, outcomes: OutcomeProducts, layout: Thet
     P = products
     m, k1, l1 = P.BR1.shape
 
-    Omega11 = lw.matmul(lw.transpose(T1), lw.matmul(P.B11[None], T1))
+    B11T1 = lw.matmul(P.B11[None], T1)  # Z_1'Z_1 Lambda_1 per level, also in the gradient
+    Omega11 = lw.matmul(lw.transpose(T1), B11T1)
     for a in range(k1):
         Omega11[:, a, a] += 1.0
     L11 = lw.cholesky(Omega11)
     L11inv = lw.lower_inverse(L11)
 
-    Ct = np.broadcast_to(scale_rest(P.BR1[None], rest_factors, P, axis=1), (b, m, k1, l1))
+    # D_R' W'Z_1, shared by the batch (a batch axis of 1 broadcasts) when there is no D_R.
+    Ct = scale_rest(P.BR1[None], rest_factors, P, axis=1)
     LR1 = lw.matmul(lw.matmul(Ct, T1), lw.transpose(L11inv))  # D_R' W'Z_1 Lambda_1 L_11^-T
     LR1f = LR1.reshape(b, m, k1 * l1)
 
     OmegaRR = scale_rest(scale_rest(P.BRR[None], rest_factors, P, axis=1), rest_factors, P, axis=2)
-    S = np.broadcast_to(OmegaRR, (b, m, m)) - LR1f @ _swap(LR1f)
-    idx = np.arange(P.q_rest)
-    S[:, idx, idx] += 1.0
+    S = OmegaRR - LR1f @ _swap(LR1f)
+    if P.q_rest:
+        idx = np.arange(P.q_rest)
+        S[:, idx, idx] += 1.0
     LRR = _cholesky_rows(S)
     LRRinv = _lower_inverse(LRR)
 
@@ -234,12 +244,17 @@ def _factorize(products: DesignProducts, outcomes: OutcomeProducts, layout: Thet
     sy = cR - (LR1f @ l1v.reshape(b, -1, 1))[:, :, 0]
     lR = (LRRinv @ sy[:, :, None])[:, :, 0]
     r2 = outcomes.yy - lw.row_sum(l1v**2) - lw.row_sum(lR**2)
-    return BlockedCholesky(P, outcomes, factors, L11, L11inv, Ct, LR1, LRR, LRRinv, l1v, lR, r2)
+    return BlockedCholesky(P, outcomes, factors, L11, L11inv, Ct, LR1, LRR, LRRinv, l1v, lR, r2, B11T1)
 
 
 def _cholesky_rows(S: np.ndarray) -> np.ndarray:
     """Cholesky factors of a stack; a row that is not numerically positive definite (an extreme
-    trial theta) gets NaNs, which the optimiser rejects, instead of failing the whole batch."""
+    trial theta) gets NaNs, which the optimiser rejects, instead of failing the whole batch.
+
+    numpy's own gufunc does exactly that when called directly (np.linalg.cholesky raises
+    instead, and its checks cost more than the factorisation of a 2 x 2 block)."""
+    if _cholesky_gufunc is not None:
+        return _cholesky_gufunc(S, signature="d->d")
     try:
         return np.linalg.cholesky(S)
     except np.linalg.LinAlgError:
@@ -253,8 +268,18 @@ def _cholesky_rows(S: np.ndarray) -> np.ndarray:
 
 
 def _lower_inverse(L: np.ndarray) -> np.ndarray:
-    """Inverse of a stack of dense lower-triangular matrices (b, m, m)."""
+    """Inverse of a stack of dense lower-triangular matrices (b, m, m). Up to 3 x 3 by forward
+    substitution with the batch as the fast axis (:func:`.levelwise.lower_inverse` on the stack
+    seen as levels, written out; the result keeps that memory layout)."""
     m = L.shape[-1]
-    if m <= 3:
-        return lw.lower_inverse(np.moveaxis(L, 0, -1)[None])[0].transpose(2, 0, 1)
-    return np.linalg.inv(L)
+    if m > 3:
+        return np.linalg.inv(L)
+    inv = np.zeros((m, m, L.shape[0]))
+    for j in range(m):
+        inv[j, j] = 1.0 / L[:, j, j]
+        for i in range(j + 1, m):
+            total = 0.0 + L[:, i, j] * inv[j, j]
+            for t in range(j + 1, i):
+                total = total + L[:, i, t] * inv[t, j]
+            inv[i, j] = -total / L[:, i, i]
+    return inv.transpose(2, 0, 1)

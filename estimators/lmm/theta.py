@@ -65,9 +65,9 @@ class ThetaLayout:
         out = []
         for offset, k in zip(self.offsets, self.sizes):
             rows, cols = self.lower_positions(k)
-            T = np.zeros(theta.shape[:-1] + (k, k))
-            T[..., rows, cols] = theta[..., offset:offset + len(rows)]
-            out.append(T)
+            T = np.zeros(theta.shape[:-1] + (k * k,))
+            T[..., rows * k + cols] = theta[..., offset:offset + len(rows)]
+            out.append(T.reshape(theta.shape[:-1] + (k, k)))
         return out
 
     def rectify(self, theta: np.ndarray) -> np.ndarray:
