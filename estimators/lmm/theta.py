@@ -106,16 +106,19 @@ def covariance(T: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def sds_and_correlations(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Standard deviations and the correlation matrix of a covariance matrix (NaN where an SD is 0)."""
-    sds = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    """Standard deviations and the correlation matrix of a covariance matrix, or of a stack of
+    them (..., k, k) (NaN where an SD is 0)."""
+    sds = np.sqrt(np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
-        corr = cov / np.outer(sds, sds)
-    np.fill_diagonal(corr, 1.0)
+        corr = cov / (sds[..., :, None] * sds[..., None, :])
+    k = cov.shape[-1]
+    corr[..., np.arange(k), np.arange(k)] = 1.0
     return sds, corr
 
 
 def pca_proportions(T: np.ndarray) -> np.ndarray:
-    """Proportion of variance per principal component of a relative covariance factor.
+    """Proportion of variance per principal component of a relative covariance factor (or of
+    each of a stack of them, (..., k, k) -> (..., k)).
 
     The singular values d_i of T are the SDs (relative to sigma) of the principal components of
     T T'; the proportions are d_i^2 / sum d^2 (Bates, Kliegl, Vasishth & Baayen 2015,
@@ -123,5 +126,7 @@ def pca_proportions(T: np.ndarray) -> np.ndarray:
     variance and point to an overparameterised random-effects structure.
     """
     d = np.linalg.svd(T, compute_uv=False)
-    total = float(np.sum(d**2))
-    return d**2 / total if total > 0 else np.zeros_like(d)
+    squares = d**2
+    total = np.sum(squares, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, squares / total, 0.0)
