@@ -43,7 +43,7 @@ from estimators.lmm.theta import ThetaLayout
 
 
 def _swap(a: np.ndarray) -> np.ndarray:
-    return np.swapaxes(a, -1, -2)
+    return a.swapaxes(-1, -2)
 
 
 def scale_rest(M: np.ndarray, rest_factors: list[np.ndarray], products: DesignProducts, axis: int,
@@ -56,9 +56,9 @@ def scale_rest(M: np.ndarray, rest_factors: list[np.ndarray], products: DesignPr
     if not rest_factors:
         return M
     b = rest_factors[0].shape[0]
-    M = np.moveaxis(M, axis, 1)
+    M = M if axis == 1 else np.moveaxis(M, axis, 1)
     trailing = M.shape[2:]
-    out = np.array(np.broadcast_to(M, (b,) + M.shape[1:]), dtype=float)
+    out = np.array(np.broadcast_to(M, (b,) + M.shape[1:]), dtype=float)  # M's memory layout
     for (offset, levels, k), T in zip(products.rest_terms, rest_factors):
         block = M[:, offset:offset + k * levels].reshape((M.shape[0], k, levels) + trailing)
         expand = (b,) + (1,) * (1 + len(trailing))
@@ -68,7 +68,7 @@ def scale_rest(M: np.ndarray, rest_factors: list[np.ndarray], products: DesignPr
                 weight = T[:, a, c] if transposed else T[:, c, a]
                 total = total + weight.reshape(expand) * block[:, a]
             out[:, offset + c * levels:offset + (c + 1) * levels] = total
-    return np.moveaxis(out, 1, axis)
+    return out if axis == 1 else np.moveaxis(out, 1, axis)
 
 
 @dataclass
@@ -93,13 +93,13 @@ class BlockedCholesky:
     def logdet_L(self) -> np.ndarray:
         """log|L_theta|^2 = log det(Lambda'Z'Z Lambda + I)."""
         q_rest = self.products.q_rest
-        diagRR = np.diagonal(self.LRR, axis1=-2, axis2=-1)[:, :q_rest]
+        diagRR = self.LRR.diagonal(axis1=-2, axis2=-1)[:, :q_rest]
         return 2.0 * (lw.row_sum(np.log(lw.diagonal(self.L11))) + lw.row_sum(np.log(diagRR)))
 
     @property
     def logdet_RX(self) -> np.ndarray:
         """log|R_X|^2 = log det(X'V^-1 X) with V = Z Lambda Lambda'Z' + I."""
-        diagRR = np.diagonal(self.LRR, axis1=-2, axis2=-1)[:, self.products.q_rest:]
+        diagRR = self.LRR.diagonal(axis1=-2, axis2=-1)[:, self.products.q_rest:]
         return 2.0 * lw.row_sum(np.log(diagRR))
 
     def _flat(self, A: np.ndarray) -> np.ndarray:

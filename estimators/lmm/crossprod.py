@@ -15,7 +15,7 @@ this one lets every per-level operation run over all levels in one vectorised ca
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -54,6 +54,8 @@ class DesignProducts:
     rest_terms: tuple[tuple[int, int, int], ...]  # (offset in W, levels l, k) of terms 2..T
     coupling: Coupling | None = None  # W'Z_1 as a sparse pattern, for large crossed designs
     operators: OutcomeOperators | None = None  # what the outcome products need of the design
+    # Quantities of the design alone that later steps compute once (e.g. the start's moments).
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def q_rest(self) -> int:

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
+# ndarray.sum is np.add.reduce behind two Python-level wrappers; tiny arrays pay for those.
+_add = np.add.reduce
+
 
 def transpose(A: np.ndarray) -> np.ndarray:
-    return np.swapaxes(A, 1, 2)
+    return A.swapaxes(1, 2)
 
 
 def matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -46,7 +49,10 @@ def crossprod(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     out = np.empty((b, k, c, l))
     for a in range(k):
         for d in range(c):
-            out[:, a, d] = sum_axis(A[:, :, a] * B[:, :, d], 1)
+            if A is B and d < a:  # A'A is symmetric to the last bit: the same products, summed alike
+                out[:, a, d] = out[:, d, a]
+            else:
+                out[:, a, d] = sum_axis(A[:, :, a] * B[:, :, d], 1)
     return out
 
 
@@ -92,15 +98,15 @@ def _short_sum(terms: list[np.ndarray], stacked) -> np.ndarray:
 
 def sum_axis(A: np.ndarray, axis: int) -> np.ndarray:
     """``A.sum(axis)`` over a C-contiguous copy (a summation order independent of the batch)."""
-    return np.ascontiguousarray(A).sum(axis=axis)
+    return _add(np.ascontiguousarray(A), axis=axis)
 
 
 def row_sum(A: np.ndarray) -> np.ndarray:
     """Sum of everything but the batch axis, (b,). Each row is summed as one contiguous vector,
     so its result does not depend on how many rows the batch has."""
-    return np.ascontiguousarray(A).reshape(A.shape[0], -1).sum(axis=1)
+    return _add(np.ascontiguousarray(A).reshape(A.shape[0], -1), axis=1)
 
 
 def diagonal(A: np.ndarray) -> np.ndarray:
     """The diagonals, (b, k, l)."""
-    return np.diagonal(A, axis1=1, axis2=2).swapaxes(1, 2)
+    return A.diagonal(axis1=1, axis2=2).swapaxes(1, 2)

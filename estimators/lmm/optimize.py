@@ -20,6 +20,9 @@ import numpy as np
 
 Objective = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
+# np.max without its Python-level wrapper (the same reduction, NaN propagating).
+_largest = np.maximum.reduce
+
 
 @dataclass
 class BatchMinimum:
@@ -194,13 +197,13 @@ def _matvec(H: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def _gradient_small(g: np.ndarray, f: np.ndarray, gtol: float) -> np.ndarray:
-    return np.max(np.abs(g), axis=-1) <= gtol * np.sqrt(np.maximum(1.0, np.abs(f)))
+    return _largest(np.abs(g), axis=-1) <= gtol * np.sqrt(np.maximum(1.0, np.abs(f)))
 
 
 def _initial_step(direction: np.ndarray, x: np.ndarray, max_step: float) -> np.ndarray:
     """1, or less so that no component of the step exceeds max_step * max(1, |x|_max)."""
-    size = np.max(np.abs(direction), axis=-1)
-    cap = max_step * np.maximum(1.0, np.max(np.abs(x), axis=-1))
+    size = _largest(np.abs(direction), axis=-1)
+    cap = max_step * np.maximum(1.0, _largest(np.abs(x), axis=-1))
     with np.errstate(divide="ignore"):
         return np.where(size > cap, cap / size, 1.0)
 
@@ -210,7 +213,7 @@ def _bfgs_update(H: np.ndarray, s: np.ndarray, y: np.ndarray, sy: np.ndarray) ->
     rho = 1.0 / sy
     m = H.shape[-1]
     V = np.eye(m) - rho[:, None, None] * s[:, :, None] * y[:, None, :]
-    return V @ H @ np.swapaxes(V, -1, -2) + rho[:, None, None] * s[:, :, None] * s[:, None, :]
+    return V @ H @ V.swapaxes(-1, -2) + rho[:, None, None] * s[:, :, None] * s[:, None, :]
 
 
 def hessian_fd(objective: Objective, x: np.ndarray, rows: np.ndarray | None = None, step: float = 1e-4,
