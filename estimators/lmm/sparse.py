@@ -44,9 +44,12 @@ from estimators.lmm import levelwise as lw
 from estimators.lmm.theta import ThetaLayout
 
 # The sparse path is taken when the dense path's products (about m^2 q_1 multiplications per
-# evaluation) are large and W'Z_1 is mostly empty: below about 2e7 the dense path's vectorised
-# products cost less than the sparse path's per-item work (benchmarks/README.md, "Single fits").
-SPARSE_MIN_WORK = 2e7
+# evaluation) are large and W'Z_1 is mostly empty. Measured on one core (benchmarks/README.md,
+# "Single fits"), crossed (1|s) + (1|i) designs: at m^2 q_1 = 2.6e5 the dense path is 1.4x
+# faster, around 1e6-3e6 the two are even (the sparse one ahead in batches of 25), at 6e6 with a
+# fifth of the block filled the sparse one is 2.3x (single fits) to 3.2x (batches of 25) faster,
+# with half of it filled 0.8-1.5x.
+SPARSE_MIN_WORK = 5e6
 SPARSE_MAX_DENSITY = 0.25
 # Pairs of coupling entries made at a time when the Gram-product matrix is built.
 PAIR_CHUNK = 1 << 18
