@@ -33,10 +33,11 @@ import numpy as np
 
 from estimators.lmm import levelwise as lw
 
-try:  # the gufunc behind np.linalg.cholesky: NaN factors for matrices that are not positive definite
-    from numpy.linalg._umath_linalg import cholesky_lo as _cholesky_gufunc
+try:  # the gufuncs behind np.linalg.cholesky and .inv, without their checks (NaN factors for
+    # matrices that are not positive definite, where np.linalg.cholesky raises)
+    from numpy.linalg._umath_linalg import cholesky_lo as _cholesky_gufunc, inv as _inverse_gufunc
 except ImportError:  # pragma: no cover - another numpy layout
-    _cholesky_gufunc = None
+    _cholesky_gufunc = _inverse_gufunc = None
 from estimators.lmm.crossprod import DesignProducts, OutcomeProducts
 from estimators.lmm.sparse import factorize_sparse
 from estimators.lmm.theta import ThetaLayout
@@ -272,8 +273,8 @@ def _lower_inverse(L: np.ndarray) -> np.ndarray:
     substitution with the batch as the fast axis (:func:`.levelwise.lower_inverse` on the stack
     seen as levels, written out; the result keeps that memory layout)."""
     m = L.shape[-1]
-    if m > 3:
-        return np.linalg.inv(L)
+    if m > 3:  # a factor with a zero diagonal never comes out of the Cholesky step, so no check
+        return _inverse_gufunc(L, signature="d->d") if _inverse_gufunc is not None else np.linalg.inv(L)
     inv = np.zeros((m, m, L.shape[0]))
     for j in range(m):
         inv[j, j] = 1.0 / L[:, j, j]
