@@ -135,7 +135,7 @@ def stack_outcomes(formula: str, frames: Sequence[pd.DataFrame], reads: Sequence
     if isinstance(frames, SharedDesignFrames) and plain_outcome(formula, frames.dtypes, reads) == frames.outcome:
         return require_no_missing(frames.outcomes, frames.outcome, formula), frames.fingerprint
     first = frames[0]
-    outcome = plain_outcome(formula, first.dtypes, reads)
+    outcome = plain_outcome(formula, _outcome_dtype(formula, first), reads)
     if outcome is None:
         return None
     names = list(first.columns)
@@ -147,6 +147,16 @@ def stack_outcomes(formula: str, frames: Sequence[pd.DataFrame], reads: Sequence
             return None
         Y[:, r] = frame[outcome].to_numpy(dtype=float)
     return require_no_missing(Y, outcome, formula), columns_fingerprint(len(first), reference)
+
+
+def _outcome_dtype(formula: str, frame: pd.DataFrame) -> Mapping[str, np.dtype]:
+    """The type of the column named left of ``~``, all that :func:`plain_outcome` reads of the
+    column types (``DataFrame.dtypes`` builds a Series of all of them, a sizeable part of a
+    single small fit)."""
+    left = formula.partition("~")[0].strip()
+    if not frame.columns.is_unique:
+        return frame.dtypes
+    return {left: frame[left].dtype} if left in frame.columns else {}
 
 
 def _same_values(a: np.ndarray, b: np.ndarray) -> bool:

@@ -11,6 +11,7 @@ Modules, in the order the computation runs:
 - :mod:`.theta`        theta <-> relative factors; rectification, singularity, VarCorr, PCA
 - :mod:`.levelwise`    small per-level matrices, vectorised over levels and replicates
 - :mod:`.cholesky`     the blocked Cholesky factor and the gradient of its pieces
+- :mod:`.sparse`       the same with W'Z_1 held sparse, for large crossed designs
 - :mod:`.criterion`    REML and ML criteria and their gradients
 - :mod:`.start`        a moment estimate of theta per replicate
 - :mod:`.optimize`     BFGS for many replicates at once

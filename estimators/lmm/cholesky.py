@@ -32,12 +32,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from estimators.lmm import levelwise as lw
+
+try:  # the gufuncs behind np.linalg.cholesky and .inv, without their checks (NaN factors for
+    # matrices that are not positive definite, where np.linalg.cholesky raises)
+    from numpy.linalg._umath_linalg import cholesky_lo as _cholesky_gufunc, inv as _inverse_gufunc
+except ImportError:  # pragma: no cover - another numpy layout
+    _cholesky_gufunc = _inverse_gufunc = None
 from estimators.lmm.crossprod import DesignProducts, OutcomeProducts
+from estimators.lmm.sparse import factorize_sparse
 from estimators.lmm.theta import ThetaLayout
 
 
 def _swap(a: np.ndarray) -> np.ndarray:
-    return np.swapaxes(a, -1, -2)
+    return a.swapaxes(-1, -2)
 
 
 def scale_rest(M: np.ndarray, rest_factors: list[np.ndarray], products: DesignProducts, axis: int,
@@ -50,9 +57,9 @@ def scale_rest(M: np.ndarray, rest_factors: list[np.ndarray], products: DesignPr
     if not rest_factors:
         return M
     b = rest_factors[0].shape[0]
-    M = np.moveaxis(M, axis, 1)
+    M = M if axis == 1 else np.moveaxis(M, axis, 1)
     trailing = M.shape[2:]
-    out = np.array(np.broadcast_to(M, (b,) + M.shape[1:]), dtype=float)
+    out = np.array(np.broadcast_to(M, (b,) + M.shape[1:]), dtype=float)  # M's memory layout
     for (offset, levels, k), T in zip(products.rest_terms, rest_factors):
         block = M[:, offset:offset + k * levels].reshape((M.shape[0], k, levels) + trailing)
         expand = (b,) + (1,) * (1 + len(trailing))
@@ -62,7 +69,7 @@ def scale_rest(M: np.ndarray, rest_factors: list[np.ndarray], products: DesignPr
                 weight = T[:, a, c] if transposed else T[:, c, a]
                 total = total + weight.reshape(expand) * block[:, a]
             out[:, offset + c * levels:offset + (c + 1) * levels] = total
-    return np.moveaxis(out, 1, axis)
+    return out if axis == 1 else np.moveaxis(out, 1, axis)
 
 
 @dataclass
@@ -74,25 +81,26 @@ class BlockedCholesky:
     factors: list[np.ndarray]  # T_t per term, (b, k_t, k_t)
     L11: np.ndarray  # (b, k1, k1, l1)
     L11inv: np.ndarray  # (b, k1, k1, l1)
-    Ct: np.ndarray  # D_R' W'Z_1, (b, m, k1, l1)
+    Ct: np.ndarray  # D_R' W'Z_1, (b, m, k1, l1) (batch axis 1 without later terms)
     LR1: np.ndarray  # (b, m, k1, l1)
     LRR: np.ndarray  # (b, m, m)
     LRRinv: np.ndarray  # (b, m, m)
     l1: np.ndarray  # (b, k1, l1)
     lR: np.ndarray  # (b, m)
     r2: np.ndarray  # (b,)
+    B11T1: np.ndarray | None = None  # Z_1'Z_1 T_1 per level, (b, k1, k1, l1)
 
     @property
     def logdet_L(self) -> np.ndarray:
         """log|L_theta|^2 = log det(Lambda'Z'Z Lambda + I)."""
         q_rest = self.products.q_rest
-        diagRR = np.diagonal(self.LRR, axis1=-2, axis2=-1)[:, :q_rest]
+        diagRR = self.LRR.diagonal(axis1=-2, axis2=-1)[:, :q_rest]
         return 2.0 * (lw.row_sum(np.log(lw.diagonal(self.L11))) + lw.row_sum(np.log(diagRR)))
 
     @property
     def logdet_RX(self) -> np.ndarray:
         """log|R_X|^2 = log det(X'V^-1 X) with V = Z Lambda Lambda'Z' + I."""
-        diagRR = np.diagonal(self.LRR, axis1=-2, axis2=-1)[:, self.products.q_rest:]
+        diagRR = self.LRR.diagonal(axis1=-2, axis2=-1)[:, self.products.q_rest:]
         return 2.0 * lw.row_sum(np.log(diagRR))
 
     def _flat(self, A: np.ndarray) -> np.ndarray:
@@ -154,7 +162,8 @@ class BlockedCholesky:
         Ze_1, We = self._residual_products(u_1, x_R)
 
         # Term 1: G_j = Z_1'Z_1[j] T_1 Sigma_11[j] + (D_R'W'Z_1)[:, j]' Sigma_R1[:, j]
-        G1 = lw.matmul(lw.matmul(P.B11[None], T1), S11) + lw.crossprod(self.Ct[:, :nl], SR1.reshape(b, nl, k1, l1))
+        B11T1 = lw.matmul(P.B11[None], T1) if self.B11T1 is None else self.B11T1
+        G1 = lw.matmul(B11T1, S11) + lw.crossprod(self.Ct[:, :nl], SR1.reshape(b, nl, k1, l1))
         rows, cols = layout.lower_positions(k1)
         sl = slice(layout.offsets[0], layout.offsets[0] + len(rows))
         grad_logdet[:, sl] = 2.0 * lw.sum_axis(G1, -1)[:, rows, cols]
@@ -198,6 +207,8 @@ def factorize(products: DesignProducts, outcomes: OutcomeProducts, layout: Theta
     ``outcomes`` aligned with those rows (b replicates)."""
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
     with np.errstate(invalid="ignore", divide="ignore"):
+        if products.coupling is not None:
+            return factorize_sparse(products, outcomes, layout, theta)
         return _factorize(products, outcomes, layout, theta)
 
 
@@ -208,20 +219,23 @@ def _factorize(products: DesignProducts, outcomes: OutcomeProducts, layout: Thet
     P = products
     m, k1, l1 = P.BR1.shape
 
-    Omega11 = lw.matmul(lw.transpose(T1), lw.matmul(P.B11[None], T1))
+    B11T1 = lw.matmul(P.B11[None], T1)  # Z_1'Z_1 Lambda_1 per level, also in the gradient
+    Omega11 = lw.matmul(lw.transpose(T1), B11T1)
     for a in range(k1):
         Omega11[:, a, a] += 1.0
     L11 = lw.cholesky(Omega11)
     L11inv = lw.lower_inverse(L11)
 
-    Ct = np.broadcast_to(scale_rest(P.BR1[None], rest_factors, P, axis=1), (b, m, k1, l1))
+    # D_R' W'Z_1, shared by the batch (a batch axis of 1 broadcasts) when there is no D_R.
+    Ct = scale_rest(P.BR1[None], rest_factors, P, axis=1)
     LR1 = lw.matmul(lw.matmul(Ct, T1), lw.transpose(L11inv))  # D_R' W'Z_1 Lambda_1 L_11^-T
     LR1f = LR1.reshape(b, m, k1 * l1)
 
     OmegaRR = scale_rest(scale_rest(P.BRR[None], rest_factors, P, axis=1), rest_factors, P, axis=2)
-    S = np.broadcast_to(OmegaRR, (b, m, m)) - LR1f @ _swap(LR1f)
-    idx = np.arange(P.q_rest)
-    S[:, idx, idx] += 1.0
+    S = OmegaRR - LR1f @ _swap(LR1f)
+    if P.q_rest:
+        idx = np.arange(P.q_rest)
+        S[:, idx, idx] += 1.0
     LRR = _cholesky_rows(S)
     LRRinv = _lower_inverse(LRR)
 
@@ -231,12 +245,17 @@ def _factorize(products: DesignProducts, outcomes: OutcomeProducts, layout: Thet
     sy = cR - (LR1f @ l1v.reshape(b, -1, 1))[:, :, 0]
     lR = (LRRinv @ sy[:, :, None])[:, :, 0]
     r2 = outcomes.yy - lw.row_sum(l1v**2) - lw.row_sum(lR**2)
-    return BlockedCholesky(P, outcomes, factors, L11, L11inv, Ct, LR1, LRR, LRRinv, l1v, lR, r2)
+    return BlockedCholesky(P, outcomes, factors, L11, L11inv, Ct, LR1, LRR, LRRinv, l1v, lR, r2, B11T1)
 
 
 def _cholesky_rows(S: np.ndarray) -> np.ndarray:
     """Cholesky factors of a stack; a row that is not numerically positive definite (an extreme
-    trial theta) gets NaNs, which the optimiser rejects, instead of failing the whole batch."""
+    trial theta) gets NaNs, which the optimiser rejects, instead of failing the whole batch.
+
+    numpy's own gufunc does exactly that when called directly (np.linalg.cholesky raises
+    instead, and its checks cost more than the factorisation of a 2 x 2 block)."""
+    if _cholesky_gufunc is not None:
+        return _cholesky_gufunc(S, signature="d->d")
     try:
         return np.linalg.cholesky(S)
     except np.linalg.LinAlgError:
@@ -250,8 +269,18 @@ def _cholesky_rows(S: np.ndarray) -> np.ndarray:
 
 
 def _lower_inverse(L: np.ndarray) -> np.ndarray:
-    """Inverse of a stack of dense lower-triangular matrices (b, m, m)."""
+    """Inverse of a stack of dense lower-triangular matrices (b, m, m). Up to 3 x 3 by forward
+    substitution with the batch as the fast axis (:func:`.levelwise.lower_inverse` on the stack
+    seen as levels, written out; the result keeps that memory layout)."""
     m = L.shape[-1]
-    if m <= 3:
-        return lw.lower_inverse(np.moveaxis(L, 0, -1)[None])[0].transpose(2, 0, 1)
-    return np.linalg.inv(L)
+    if m > 3:  # a factor with a zero diagonal never comes out of the Cholesky step, so no check
+        return _inverse_gufunc(L, signature="d->d") if _inverse_gufunc is not None else np.linalg.inv(L)
+    inv = np.zeros((m, m, L.shape[0]))
+    for j in range(m):
+        inv[j, j] = 1.0 / L[:, j, j]
+        for i in range(j + 1, m):
+            total = 0.0 + L[:, i, j] * inv[j, j]
+            for t in range(j + 1, i):
+                total = total + L[:, i, t] * inv[t, j]
+            inv[i, j] = -total / L[:, i, i]
+    return inv.transpose(2, 0, 1)

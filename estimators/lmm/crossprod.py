@@ -15,12 +15,29 @@ this one lets every per-level operation run over all levels in one vectorised ca
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from estimators.lmm.design import MixedDesign, RandomBlock
+from estimators.lmm.sparse import Coupling, use_sparse
+
+
+@dataclass(frozen=True)
+class OutcomeOperators:
+    """Z_1', W' (sparse) and the pseudo-inverse of X: what :func:`outcome_products` applies to
+    each outcome, kept with the design's products so that a single fit does not rebuild them."""
+
+    Z1t: sp.csr_matrix
+    Wt: sp.csr_matrix
+    X_pinv: np.ndarray
+
+    @classmethod
+    def of(cls, design: MixedDesign, Z1: sp.spmatrix | None = None, W: sp.spmatrix | None = None) -> "OutcomeOperators":
+        Z1 = random_block_matrix(design.blocks[0]) if Z1 is None else Z1
+        W = rest_matrix(design) if W is None else W
+        return cls(Z1.T.tocsr(), W.T.tocsr(), np.linalg.pinv(design.X))
 
 
 @dataclass(frozen=True)
@@ -32,9 +49,13 @@ class DesignProducts:
     k1: int
     l1: int
     B11: np.ndarray  # (k1, k1, l1)
-    BR1: np.ndarray  # (m, k1, l1)
-    BRR: np.ndarray  # (m, m)
+    BR1: np.ndarray | None  # (m, k1, l1); None when W'Z_1 is held sparse (``coupling``)
+    BRR: np.ndarray | sp.csr_matrix  # (m, m); sparse with ``coupling``
     rest_terms: tuple[tuple[int, int, int], ...]  # (offset in W, levels l, k) of terms 2..T
+    coupling: Coupling | None = None  # W'Z_1 as a sparse pattern, for large crossed designs
+    operators: OutcomeOperators | None = None  # what the outcome products need of the design
+    # Quantities of the design alone that later steps compute once (e.g. the start's moments).
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def q_rest(self) -> int:
@@ -91,17 +112,24 @@ def design_products(design: MixedDesign) -> DesignProducts:
             B11[a, c] = np.bincount(first.codes, first.matrix[:, a] * first.matrix[:, c], minlength=l1)
     Z1 = random_block_matrix(first)
     W = rest_matrix(design)
-    BR1 = np.asarray((W.T @ Z1).todense()).reshape(W.shape[1], k1, l1)
-    BRR = np.asarray((W.T @ W).todense())
+    C = W.T @ Z1
+    if use_sparse(W.shape[1], k1 * l1, C.nnz):
+        BRR = sp.csr_matrix(W.T @ W)
+        BR1, coupling = None, Coupling.from_matrices(C, k1, l1, BRR)
+    else:
+        BRR = np.asarray((W.T @ W).todense())
+        BR1, coupling = np.asarray(C.todense()).reshape(W.shape[1], k1, l1), None
     rest_terms, offset = [], 0
     for block in design.blocks[1:]:
         rest_terms.append((offset, block.n_levels, block.k))
         offset += block.size
-    return DesignProducts(design.n, design.p, k1, l1, B11, BR1, BRR, tuple(rest_terms))
+    return DesignProducts(design.n, design.p, k1, l1, B11, BR1, BRR, tuple(rest_terms), coupling,
+                          OutcomeOperators.of(design, Z1, W))
 
 
-def outcome_products(design: MixedDesign, Y: np.ndarray) -> OutcomeProducts:
-    """Z_1'y*, W'y* and y*'y* for each column of Y (n x R), y* the OLS residual of y on X.
+def outcome_products(design: MixedDesign, Y: np.ndarray, operators: OutcomeOperators | None = None) -> OutcomeProducts:
+    """Z_1'y*, W'y* and y*'y* for each column of Y (n x R), y* the OLS residual of y on X
+    (``operators``: the design's :class:`OutcomeOperators`, built here if not given).
 
     Computed one replicate at a time with matrix-vector products: a matrix product over all R
     columns at once may round differently depending on R (BLAS kernels block the columns), and
@@ -110,9 +138,8 @@ def outcome_products(design: MixedDesign, Y: np.ndarray) -> OutcomeProducts:
     Y = np.asarray(Y, dtype=float).reshape(design.n, -1)
     R = Y.shape[1]
     first = design.blocks[0]
-    Z1t = random_block_matrix(first).T.tocsr()
-    Wt = rest_matrix(design).T.tocsr()
-    X_pinv = np.linalg.pinv(design.X)
+    operators = OutcomeOperators.of(design) if operators is None else operators
+    Z1t, Wt, X_pinv = operators.Z1t, operators.Wt, operators.X_pinv
     Z1y = np.empty((R, first.k * first.n_levels))
     Wy = np.empty((R, Wt.shape[0]))
     yy = np.empty(R)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from estimators.design import InputError, outcome_and_matrix
+from estimators.design import InputError, numeric_matrix, outcome_and_matrix
 from estimators.lmm.formula import MixedFormula, RandomTerm, parse_formula
 
 
@@ -102,6 +102,10 @@ def _random_block(term: RandomTerm, data: pd.DataFrame, parsed: MixedFormula) ->
         raise InputError(
             f"grouping factor {term.group!r} of random term {term} has as many levels as observations "
             f"({n_levels}): its effects are confounded with the residual")
+    simple = numeric_matrix(term.lhs, data)
+    if simple is not None:
+        return RandomBlock(term, codes, n_levels, simple[0], simple[1])
+    del simple  # patsy reads names from this frame (eval_env=0): no new local may shadow a column
     try:
         matrix = patsy.dmatrix(term.lhs, data, NA_action="raise", return_type="matrix", eval_env=0)
     except patsy.PatsyError as error:
@@ -120,6 +124,11 @@ def _level_codes(data: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarray
     if len(factors) == 1:
         codes, uniques = pd.factorize(data[factors[0]], sort=True)
         return codes.astype(np.intp), len(uniques)
-    combined = pd.MultiIndex.from_frame(data[list(factors)])
-    codes, uniques = pd.factorize(combined, sort=True)
-    return codes.astype(np.intp), len(uniques)
+    # The combinations in lexicographic order of the factors' sorted levels: the same codes as
+    # factorizing the tuples, without building them.
+    combined, n_levels = np.zeros(len(data), dtype=np.int64), 1
+    for name in factors:
+        codes, uniques = pd.factorize(data[name], sort=True)
+        combined, n_levels = pd.factorize(combined * len(uniques) + codes, sort=True)
+        n_levels = len(n_levels)
+    return combined.astype(np.intp), n_levels

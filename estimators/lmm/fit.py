@@ -132,7 +132,7 @@ class MixedModel:
         return tuple(names)
 
     def outcomes(self, Y: np.ndarray) -> OutcomeProducts:
-        return outcome_products(self.design, Y)
+        return outcome_products(self.design, Y, self.products.operators)
 
     def factorize(self, outcomes: OutcomeProducts, theta: np.ndarray, rows: np.ndarray) -> BlockedCholesky:
         return factorize(self.products, outcomes.take(rows), self.layout, theta)
@@ -149,8 +149,10 @@ class MixedModel:
             F = self.factorize(outcomes, theta, rows)
             value = self.criterion(F)
             grad_logdet, grad_r2 = F.gradients(self.layout, include_fixed=self.reml)
+            value_and_gradient.last = theta, rows, F
             return value, profiled_gradient(grad_logdet, grad_r2, F.r2, P.n, P.p, self.reml)
 
+        value_and_gradient.last = None  # (theta, rows, factor) of the latest evaluation
         return value_and_gradient
 
     def fit(self, outcomes: OutcomeProducts) -> list[MixedFit]:
@@ -167,12 +169,18 @@ class MixedModel:
         """
         objective = self.objective(outcomes)
         x0 = moment_start(self.products, outcomes, self.layout)
-        H0 = exact = None
-        if len(self.design.blocks) == 1:
-            H0, exact = inverse_hessian_fd(objective, x0)
-        result = minimize_batch(objective, x0, H0, exact)
+        H0 = exact = at_x0 = None
+        if len(self.design.blocks) == 1:  # x0 itself is evaluated in the same call
+            H0, exact, at_x0 = inverse_hessian_fd(objective, x0, centre=True)
+        result = minimize_batch(objective, x0, H0, exact, start=at_x0)
         theta = self._probe_boundary(outcomes, self.layout.rectify(result.x), result.f)
-        return self._summaries(outcomes, theta, result, self._converged(objective, result, theta))
+        converged = self._converged(objective, result, theta)
+        # The latest evaluation is often the optimum itself: its factor serves the summaries
+        # (a row's numbers do not depend on the batch it was evaluated in).
+        last_theta, last_rows, factor = objective.last
+        if not (np.array_equal(last_rows, np.arange(len(theta))) and np.array_equal(last_theta, theta)):
+            factor = None
+        return self._summaries(outcomes, theta, result, converged, factor)
 
     def _converged(self, objective, result, theta: np.ndarray) -> np.ndarray:
         """lme4's verdict (``checkConv``): converged when the optimiser says so, when the fit is
@@ -203,10 +211,11 @@ class MixedModel:
         theta[rows[better]] = candidate[better]
         return theta
 
-    def _summaries(self, outcomes: OutcomeProducts, theta: np.ndarray, result, converged: np.ndarray) -> list[MixedFit]:
+    def _summaries(self, outcomes: OutcomeProducts, theta: np.ndarray, result, converged: np.ndarray,
+                   factor: BlockedCholesky | None = None) -> list[MixedFit]:
         P = self.products
         R = theta.shape[0]
-        F = self.factorize(outcomes, theta, np.arange(R))
+        F = self.factorize(outcomes, theta, np.arange(R)) if factor is None else factor
         beta = F.fixed_effects()
         sigma = sigma_hat(F.r2, P.n, P.p, self.reml)
         vcov = sigma[:, None, None] ** 2 * F.unscaled_fixed_covariance()
@@ -215,15 +224,18 @@ class MixedModel:
         factors = self.layout.factors(theta)
         theta_names = self.theta_names
         converged = converged & np.isfinite(criterion)
+        # Variance components and PCA of all replicates at once (the same numbers as one by one).
+        # (A stacked matrix product can round differently from the 2-D one: one by one.)
+        spread = [sds_and_correlations(np.array([covariance(T[r], sigma[r]) for r in range(R)])) for T in factors]
+        by_group: dict[str, list[np.ndarray]] = {}
+        for block, T in zip(self.design.blocks, factors):
+            by_group.setdefault(block.group, []).append(T)
+        proportions = {group: pca_proportions(_block_diagonal(Ts)) for group, Ts in by_group.items()}
         fits = []
         for r in range(R):
-            components = []
-            by_group: dict[str, list[np.ndarray]] = {}
-            for block, T in zip(self.design.blocks, factors):
-                sds, corr = sds_and_correlations(covariance(T[r], sigma[r]))
-                components.append(VarianceComponent(block.group, block.names, sds, corr))
-                by_group.setdefault(block.group, []).append(T[r])
-            pca = {group: pca_proportions(_block_diagonal(Ts)) for group, Ts in by_group.items()}
+            components = [VarianceComponent(block.group, block.names, sds[r], corr[r])
+                          for block, (sds, corr) in zip(self.design.blocks, spread)]
+            pca = {group: values[r] for group, values in proportions.items()}
             fits.append(MixedFit(
                 self.design.fixed_names, beta[r], vcov[r], theta[r], float(sigma[r]), self.reml,
                 float(criterion[r]), P.n, bool(converged[r]),
@@ -234,11 +246,12 @@ class MixedModel:
 
 
 def _block_diagonal(blocks: list[np.ndarray]) -> np.ndarray:
-    size = sum(b.shape[0] for b in blocks)
-    out = np.zeros((size, size))
+    """The block-diagonal matrices of stacks of square blocks (..., k_i, k_i)."""
+    size = sum(b.shape[-1] for b in blocks)
+    out = np.zeros(blocks[0].shape[:-2] + (size, size))
     start = 0
     for b in blocks:
-        k = b.shape[0]
-        out[start:start + k, start:start + k] = b
+        k = b.shape[-1]
+        out[..., start:start + k, start:start + k] = b
         start += k
     return out

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
+# ndarray.sum is np.add.reduce behind two Python-level wrappers; tiny arrays pay for those.
+_add = np.add.reduce
+
 
 def transpose(A: np.ndarray) -> np.ndarray:
-    return np.swapaxes(A, 1, 2)
+    return A.swapaxes(1, 2)
 
 
 def matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -46,7 +49,10 @@ def crossprod(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     out = np.empty((b, k, c, l))
     for a in range(k):
         for d in range(c):
-            out[:, a, d] = sum_axis(A[:, :, a] * B[:, :, d], 1)
+            if A is B and d < a:  # A'A is symmetric to the last bit: the same products, summed alike
+                out[:, a, d] = out[:, d, a]
+            else:
+                out[:, a, d] = sum_axis(A[:, :, a] * B[:, :, d], 1)
     return out
 
 
@@ -55,10 +61,14 @@ def cholesky(A: np.ndarray) -> np.ndarray:
     k = A.shape[1]
     L = np.zeros(A.shape)
     for j in range(k):
-        d = A[:, j, j] - sum_axis(L[:, j, :j] ** 2, 1)
+        d = A[:, j, j] if j == 0 else A[:, j, j] - _short_sum([L[:, j, t] ** 2 for t in range(j)], lambda: L[:, j, :j] ** 2)
         L[:, j, j] = np.sqrt(d)
         for i in range(j + 1, k):
-            L[:, i, j] = (A[:, i, j] - sum_axis(L[:, i, :j] * L[:, j, :j], 1)) / L[:, j, j]
+            if j == 0:
+                L[:, i, j] = A[:, i, j] / L[:, j, j]
+            else:
+                products = [L[:, i, t] * L[:, j, t] for t in range(j)]
+                L[:, i, j] = (A[:, i, j] - _short_sum(products, lambda: L[:, i, :j] * L[:, j, :j])) / L[:, j, j]
     return L
 
 
@@ -69,21 +79,34 @@ def lower_inverse(L: np.ndarray) -> np.ndarray:
     for j in range(k):
         inv[:, j, j] = 1.0 / L[:, j, j]
         for i in range(j + 1, k):
-            inv[:, i, j] = -sum_axis(L[:, i, j:i] * inv[:, j:i, j], 1) / L[:, i, i]
+            products = [L[:, i, t] * inv[:, t, j] for t in range(j, i)]
+            inv[:, i, j] = -_short_sum(products, lambda: L[:, i, j:i] * inv[:, j:i, j]) / L[:, i, i]
     return inv
+
+
+def _short_sum(terms: list[np.ndarray], stacked) -> np.ndarray:
+    """``sum_axis(stacked(), 1)``, the terms being ``stacked()[:, t]``. Fewer than 8 terms are added
+    one by one, from 0.0, which is exactly what numpy's reduction does over them (pairwise
+    summation starts at 8 terms); this saves the reduction's call overhead on tiny blocks."""
+    if len(terms) >= 8:
+        return sum_axis(stacked(), 1)
+    total = 0.0 + terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
 
 
 def sum_axis(A: np.ndarray, axis: int) -> np.ndarray:
     """``A.sum(axis)`` over a C-contiguous copy (a summation order independent of the batch)."""
-    return np.ascontiguousarray(A).sum(axis=axis)
+    return _add(np.ascontiguousarray(A), axis=axis)
 
 
 def row_sum(A: np.ndarray) -> np.ndarray:
     """Sum of everything but the batch axis, (b,). Each row is summed as one contiguous vector,
     so its result does not depend on how many rows the batch has."""
-    return np.ascontiguousarray(A).reshape(A.shape[0], -1).sum(axis=1)
+    return _add(np.ascontiguousarray(A).reshape(A.shape[0], -1), axis=1)
 
 
 def diagonal(A: np.ndarray) -> np.ndarray:
     """The diagonals, (b, k, l)."""
-    return np.diagonal(A, axis1=1, axis2=2).swapaxes(1, 2)
+    return A.diagonal(axis1=1, axis2=2).swapaxes(1, 2)

@@ -20,6 +20,9 @@ import numpy as np
 
 Objective = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
+# np.max without its Python-level wrapper (the same reduction, NaN propagating).
+_largest = np.maximum.reduce
+
 
 @dataclass
 class BatchMinimum:
@@ -46,6 +49,7 @@ def minimize_batch(
     max_iter: int = 200,
     max_step: float = 1.0,
     max_backtracks: int = 12,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> BatchMinimum:
     """Minimise ``objective`` row by row from ``x0`` (R, m).
 
@@ -61,11 +65,12 @@ def minimize_batch(
     max(1, |x|), so a poor curvature estimate cannot throw theta far away. A line search that
     fails ``max_backtracks`` times restarts from the gradient once, then stops the row
     (converged if its gradient is within 1000 * gtol: the criterion's rounding floor).
+    ``start``, if given, is (values, gradients) at ``x0`` already evaluated (e.g. with the
+    finite-difference Hessian, :func:`inverse_hessian_fd` with ``centre``).
     """
     x = np.array(x0, dtype=float, copy=True)
     R, m = x.shape
-    rows_all = np.arange(R)
-    f, g = objective(x, rows_all)
+    f, g = objective(x, np.arange(R)) if start is None else (np.array(start[0], dtype=float), np.array(start[1], dtype=float))
     f = np.where(np.isfinite(f), f, np.inf)
     evaluations = np.ones(R, dtype=int)
     iterations = np.zeros(R, dtype=int)
@@ -192,13 +197,13 @@ def _matvec(H: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def _gradient_small(g: np.ndarray, f: np.ndarray, gtol: float) -> np.ndarray:
-    return np.max(np.abs(g), axis=-1) <= gtol * np.sqrt(np.maximum(1.0, np.abs(f)))
+    return _largest(np.abs(g), axis=-1) <= gtol * np.sqrt(np.maximum(1.0, np.abs(f)))
 
 
 def _initial_step(direction: np.ndarray, x: np.ndarray, max_step: float) -> np.ndarray:
     """1, or less so that no component of the step exceeds max_step * max(1, |x|_max)."""
-    size = np.max(np.abs(direction), axis=-1)
-    cap = max_step * np.maximum(1.0, np.max(np.abs(x), axis=-1))
+    size = _largest(np.abs(direction), axis=-1)
+    cap = max_step * np.maximum(1.0, _largest(np.abs(x), axis=-1))
     with np.errstate(divide="ignore"):
         return np.where(size > cap, cap / size, 1.0)
 
@@ -208,29 +213,39 @@ def _bfgs_update(H: np.ndarray, s: np.ndarray, y: np.ndarray, sy: np.ndarray) ->
     rho = 1.0 / sy
     m = H.shape[-1]
     V = np.eye(m) - rho[:, None, None] * s[:, :, None] * y[:, None, :]
-    return V @ H @ np.swapaxes(V, -1, -2) + rho[:, None, None] * s[:, :, None] * s[:, None, :]
+    return V @ H @ V.swapaxes(-1, -2) + rho[:, None, None] * s[:, :, None] * s[:, None, :]
 
 
-def hessian_fd(objective: Objective, x: np.ndarray, rows: np.ndarray | None = None, step: float = 1e-4) -> np.ndarray:
+def hessian_fd(objective: Objective, x: np.ndarray, rows: np.ndarray | None = None, step: float = 1e-4,
+               centre: bool = False):
     """Hessians (R, m, m) at the rows ``rows`` (default: all) of the objective, at the points
     ``x`` (R, m), from central differences of the gradient, all 2m perturbed points of all rows
-    in one call, symmetrised."""
+    in one call, symmetrised. With ``centre``, the call also evaluates ``x`` itself, and
+    (hessians, (values, gradients) at x) is returned."""
     R, m = x.shape
     rows = np.arange(R) if rows is None else rows
     offsets = step * np.eye(m)
-    points = np.concatenate([x + offsets[i] for i in range(m)] + [x - offsets[i] for i in range(m)])
-    _, g = objective(points, np.tile(rows, 2 * m))
-    g = g.reshape(2, m, R, m)
+    points = [x] if centre else []
+    points = np.concatenate(points + [x + offsets[i] for i in range(m)] + [x - offsets[i] for i in range(m)])
+    f, g = objective(points, np.tile(rows, 2 * m + centre))
+    at_x = (f[:R], g[:R]) if centre else None
+    g = g[R * centre:].reshape(2, m, R, m)
     hessian = np.swapaxes(g[0] - g[1], 0, 1) / (2.0 * step)  # (R, i, j)
-    return 0.5 * (hessian + np.swapaxes(hessian, -1, -2))
+    hessian = 0.5 * (hessian + np.swapaxes(hessian, -1, -2))
+    return (hessian, at_x) if centre else hessian
 
 
-def inverse_hessian_fd(objective: Objective, x: np.ndarray, step: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+def inverse_hessian_fd(objective: Objective, x: np.ndarray, step: float = 1e-4, centre: bool = False):
     """Inverse Hessians (R, m, m) at the rows of ``x`` (:func:`hessian_fd`), and a mask of the
-    rows where the Hessian is positive definite (elsewhere the identity is returned)."""
+    rows where the Hessian is positive definite (elsewhere the identity is returned); with
+    ``centre`` also the values and gradients at ``x``, from the same call."""
     m = x.shape[1]
-    values, vectors = np.linalg.eigh(hessian_fd(objective, x, step=step))
+    hessian = hessian_fd(objective, x, step=step, centre=centre)
+    if centre:
+        hessian, at_x = hessian
+    values, vectors = np.linalg.eigh(hessian)
     positive = np.all(np.isfinite(values), axis=1) & (values[:, 0] > 1e-10 * np.abs(values[:, -1]))
     safe = np.where(positive[:, None], values, 1.0)
     inverse = (vectors / safe[:, None, :]) @ np.swapaxes(vectors, -1, -2)
-    return np.where(positive[:, None, None], inverse, np.eye(m)), positive
+    inverse = np.where(positive[:, None, None], inverse, np.eye(m))
+    return (inverse, positive, at_x) if centre else (inverse, positive)

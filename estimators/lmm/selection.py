@@ -25,13 +25,13 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from estimators.base import Estimator
 from estimators.design import InputError
 from estimators.lmm.cache import shared_model
 from estimators.lmm.estimator import INFERENCES, Inference, infer, require_reml_for
 from estimators.lmm.fit import MixedFit
+from estimators.lmm.lrt import chi2_sf
 from estimators.lmm.structures import Candidate, candidates, factor_variance, slope_variance, smallest_slope
 from estimators.params import require, require_columns, require_one_of, require_probability
 from estimators.result import FitResult
@@ -44,7 +44,7 @@ PCA_TOLERANCE = 0.005
 def lrt_p_value(bigger: MixedFit, smaller: MixedFit) -> float:
     """P(chi^2_df > d_smaller - d_bigger), df = difference in the number of thetas."""
     df = len(bigger.theta) - len(smaller.theta)
-    return float(stats.chi2.sf(max(smaller.criterion - bigger.criterion, 0.0), df))
+    return float(chi2_sf(max(smaller.criterion - bigger.criterion, 0.0), df))
 
 
 class _Selection(Estimator):

@@ -24,6 +24,7 @@ outcome products.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from estimators.lmm import levelwise as lw
 from estimators.lmm.crossprod import DesignProducts, OutcomeProducts
@@ -39,7 +40,11 @@ def level_blocks(products: DesignProducts) -> list[np.ndarray]:
     blocks = [products.B11]
     for offset, levels, k in products.rest_terms:
         index = offset + np.arange(k)[:, None] * levels + np.arange(levels)[None, :]  # (k, l)
-        blocks.append(products.BRR[index[:, None, :], index[None, :, :]])
+        if sp.issparse(products.BRR):
+            rows, cols = np.broadcast_arrays(index[:, None, :], index[None, :, :])
+            blocks.append(np.asarray(products.BRR[rows.ravel(), cols.ravel()]).reshape(k, k, levels))
+        else:
+            blocks.append(products.BRR[index[:, None, :], index[None, :, :]])
     return blocks
 
 
@@ -56,9 +61,8 @@ def moment_start(products: DesignProducts, outcomes: OutcomeProducts, layout: Th
                  floor: float = START_FLOOR) -> np.ndarray:
     """A starting theta (R, n_theta) per replicate (see the module docstring)."""
     R = outcomes.count
-    blocks = level_blocks(products)
+    blocks, inverses, usable, sampling = _design_moments(products)
     scores = level_scores(products, outcomes)
-    inverses, usable = zip(*(_block_inverses(block) for block in blocks))
     coefficients = [lw.matvec(inv[None], score) for inv, score in zip(inverses, scores)]  # (R, k, l)
 
     n, p = products.n, products.p
@@ -77,13 +81,24 @@ def moment_start(products: DesignProducts, outcomes: OutcomeProducts, layout: Th
         b = coefficients[t][:, :, used]  # (R, k, count)
         spread = np.empty((R, k, k))
         for a in range(k):
-            for c in range(k):
-                spread[:, a, c] = lw.sum_axis(b[:, a] * b[:, c], -1) / count
-        sampling = inverses[t][:, :, used].mean(axis=-1)  # (k, k)
-        relative = (spread - sigma2[:, None, None] * sampling[None]) / sigma2[:, None, None]
+            for c in range(k):  # symmetric to the last bit: the same products, summed alike
+                spread[:, a, c] = spread[:, c, a] if c < a else lw.sum_axis(b[:, a] * b[:, c], -1) / count
+        relative = (spread - sigma2[:, None, None] * sampling[t][None]) / sigma2[:, None, None]
         rows, cols = layout.lower_positions(k)
         theta[:, offset:offset + len(rows)] = _factor_entries(relative, floor)[:, rows, cols]
     return theta
+
+
+def _design_moments(products: DesignProducts):
+    """What the start takes from the design alone, once per prepared design: the level blocks,
+    their inverses, the usable levels and the mean inverse over them per term."""
+    cached = products.derived.get("moments")
+    if cached is None:
+        blocks = level_blocks(products)
+        inverses, usable = zip(*(_block_inverses(block) for block in blocks))
+        sampling = [inv[:, :, used].mean(axis=-1) if used.sum() >= 2 else None for inv, used in zip(inverses, usable)]
+        cached = products.derived["moments"] = blocks, inverses, usable, sampling
+    return cached
 
 
 def _block_inverses(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

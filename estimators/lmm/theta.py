@@ -12,6 +12,7 @@ below 1e-4, lme4's ``isSingular`` rule.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,9 @@ class ThetaLayout:
 
     sizes: tuple[int, ...]  # k_t per term
 
-    @property
+    # Derived once per layout (the optimiser asks for them at every evaluation); the arrays are
+    # read-only, as they are shared.
+    @functools.cached_property
     def offsets(self) -> tuple[int, ...]:
         out, start = [], 0
         for k in self.sizes:
@@ -33,27 +36,23 @@ class ThetaLayout:
             start += k * (k + 1) // 2
         return tuple(out)
 
-    @property
+    @functools.cached_property
     def n_theta(self) -> int:
         return sum(k * (k + 1) // 2 for k in self.sizes)
 
     @staticmethod
     def lower_positions(k: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows and columns of the lower triangle of a k x k matrix, column by column."""
-        rows, cols = [], []
-        for c in range(k):
-            for r in range(c, k):
-                rows.append(r)
-                cols.append(c)
-        return np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
+        return _lower_positions(k)
 
-    @property
+    @functools.cached_property
     def diagonal(self) -> np.ndarray:
         """Boolean mask of the theta elements on a diagonal (lme4's lower bound 0)."""
         mask = np.zeros(self.n_theta, dtype=bool)
         for offset, k in zip(self.offsets, self.sizes):
             rows, cols = self.lower_positions(k)
             mask[offset + np.flatnonzero(rows == cols)] = True
+        mask.flags.writeable = False
         return mask
 
     def start(self) -> np.ndarray:
@@ -66,9 +65,9 @@ class ThetaLayout:
         out = []
         for offset, k in zip(self.offsets, self.sizes):
             rows, cols = self.lower_positions(k)
-            T = np.zeros(theta.shape[:-1] + (k, k))
-            T[..., rows, cols] = theta[..., offset:offset + len(rows)]
-            out.append(T)
+            T = np.zeros(theta.shape[:-1] + (k * k,))
+            T[..., rows * k + cols] = theta[..., offset:offset + len(rows)]
+            out.append(T.reshape(theta.shape[:-1] + (k, k)))
         return out
 
     def rectify(self, theta: np.ndarray) -> np.ndarray:
@@ -88,22 +87,38 @@ class ThetaLayout:
         return np.any(np.abs(np.asarray(theta)[..., self.diagonal]) < tolerance, axis=-1)
 
 
+@functools.lru_cache(maxsize=None)
+def _lower_positions(k: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = [], []
+    for c in range(k):
+        for r in range(c, k):
+            rows.append(r)
+            cols.append(c)
+    out = np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
+    for array in out:
+        array.flags.writeable = False
+    return out
+
+
 def covariance(T: np.ndarray, sigma: float) -> np.ndarray:
     """Var(b_j) = sigma^2 T T' of one term (Bates et al. 2015, eq. 4)."""
     return sigma**2 * T @ T.T
 
 
 def sds_and_correlations(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Standard deviations and the correlation matrix of a covariance matrix (NaN where an SD is 0)."""
-    sds = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    """Standard deviations and the correlation matrix of a covariance matrix, or of a stack of
+    them (..., k, k) (NaN where an SD is 0)."""
+    sds = np.sqrt(np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0.0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
-        corr = cov / np.outer(sds, sds)
-    np.fill_diagonal(corr, 1.0)
+        corr = cov / (sds[..., :, None] * sds[..., None, :])
+    k = cov.shape[-1]
+    corr[..., np.arange(k), np.arange(k)] = 1.0
     return sds, corr
 
 
 def pca_proportions(T: np.ndarray) -> np.ndarray:
-    """Proportion of variance per principal component of a relative covariance factor.
+    """Proportion of variance per principal component of a relative covariance factor (or of
+    each of a stack of them, (..., k, k) -> (..., k)).
 
     The singular values d_i of T are the SDs (relative to sigma) of the principal components of
     T T'; the proportions are d_i^2 / sum d^2 (Bates, Kliegl, Vasishth & Baayen 2015,
@@ -111,5 +126,7 @@ def pca_proportions(T: np.ndarray) -> np.ndarray:
     variance and point to an overparameterised random-effects structure.
     """
     d = np.linalg.svd(T, compute_uv=False)
-    total = float(np.sum(d**2))
-    return d**2 / total if total > 0 else np.zeros_like(d)
+    squares = d**2
+    total = np.sum(squares, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, squares / total, 0.0)
