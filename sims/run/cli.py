@@ -158,8 +158,10 @@ def _requested_run_dir(args: list[str]) -> Path | None:
 
 
 def main() -> None:
-    # joblib's note when an interrupt cancels running chunks: the one-line message says it all.
-    warnings.filterwarnings("ignore", message=r"\d+ tasks which were still being processed", category=UserWarning)
+    # joblib's note when an interrupt cancels running chunks (or drops finished ones): the
+    # one-line message says it all.
+    warnings.filterwarnings("ignore", message=r"\d+ tasks (which were still being processed|have been successfully)",
+                            category=UserWarning)
     args = sys.argv[1:]
     if "--debug" in args:
         args = [a for a in args if a != "--debug"]

@@ -63,12 +63,13 @@ def resume_advice(run_dir: Path | None) -> str:
 
 
 def _chain(error: BaseException):
-    """The error and its causes, outermost first."""
+    """The error and its causes (``raise ... from cause``), outermost first; not the errors it
+    was raised while handling, which may be unrelated."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         yield error
-        error = error.__cause__ or error.__context__
+        error = error.__cause__
 
 
 def _first(error: BaseException, kind):
@@ -176,6 +177,11 @@ def interrupts_in_main_only():
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "sigtimedwait"):
         yield
         return
+    # Python's multiprocessing resource tracker (which loky and dask use) unblocks SIGINT in the
+    # thread that starts it (Python <= 3.12), so it is started before the mask is set.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     stop_waiting = threading.Event()
 
