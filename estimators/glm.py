@@ -85,17 +85,23 @@ class IRLSFit:
 
 def clubsandwich_cr2_adjustments(Xw: np.ndarray, B: np.ndarray, variance: np.ndarray, clusters: np.ndarray,
                                  n_clusters: int) -> list[np.ndarray]:
-    """A_g = G_g^{-1/2} S_g, G_g = S_g (I - X~_g B X~_g') S_g, S_g = diag V(mu_g) (module docstring)."""
-    adjustments = []
-    for g in range(n_clusters):
-        rows = clusters == g
-        Xg, v = Xw[rows], variance[rows]
-        G = v[:, None] * (np.eye(len(v)) - Xg @ B @ Xg.T) * v[None, :]
+    """A_g = G_g^{-1/2} S_g, G_g = S_g (I - X~_g B X~_g') S_g, S_g = diag V(mu_g) (module docstring).
+    Clusters of equal size are decomposed in one stacked ``eigh``."""
+    members = [np.flatnonzero(clusters == g) for g in range(n_clusters)]
+    adjustments: list[np.ndarray] = [np.empty(0)] * n_clusters
+    for size in sorted({len(rows) for rows in members}):
+        group = [g for g in range(n_clusters) if len(members[g]) == size]
+        rows = np.stack([members[g] for g in group])  # (k, size)
+        Xg, v = Xw[rows], variance[rows]  # (k, size, p), (k, size)
+        G = v[:, :, None] * (np.eye(size) - Xg @ B @ Xg.transpose(0, 2, 1)) * v[:, None, :]
         values, vectors = np.linalg.eigh(G)
-        if values.min() <= 1e-12 * max(1.0, values.max()):
-            raise ValueError(f"I - H_gg is singular for cluster {g}: CR2 is undefined when a cluster alone "
-                             "determines a coefficient")
-        adjustments.append(((vectors * values**-0.5) @ vectors.T) * v[None, :])
+        singular = values.min(axis=1) <= 1e-12 * np.maximum(1.0, values.max(axis=1))
+        if singular.any():
+            raise ValueError(f"I - H_gg is singular for cluster {group[int(np.argmax(singular))]}: CR2 is undefined "
+                             "when a cluster alone determines a coefficient")
+        roots = (vectors * values[:, None, :] ** -0.5) @ vectors.transpose(0, 2, 1) * v[:, None, :]
+        for k, g in enumerate(group):
+            adjustments[g] = roots[k]
     return adjustments
 
 

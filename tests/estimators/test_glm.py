@@ -76,7 +76,7 @@ def test_separation_is_flagged_not_converged():
 
 @pytest.mark.parametrize("preset, dgp", [("logit_glm_cr2", "clustered_binary"), ("poisson_glm_cr1", "clustered_counts")])
 def test_batch_equals_single_fits(preset, dgp):
-    frames = sims.build(dgp).generate_chunk([np.random.default_rng(s) for s in range(5)])
+    frames = sims.build(dgp, n_subjects=10, n_trials=5).generate_chunk([np.random.default_rng(s) for s in range(5)])
     estimator = estimators.build(preset)
     batch = estimator.fit_batch(frames)
     for frame, result in zip(frames, batch):
