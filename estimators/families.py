@@ -26,7 +26,7 @@ FamilyName = Literal["binomial", "poisson"]
 FAMILIES = get_args(FamilyName)
 LinkName = Literal["logit", "probit", "log"]
 LINKS = get_args(LinkName)
-LINKS_OF_FAMILY = {"binomial": ("logit", "probit"), "poisson": ("log",)}
+LINKS_OF_FAMILY = {"binomial": ("logit", "probit"), "poisson": ("log",)}  # the first is the canonical link
 # Means are kept this far inside (0, 1) or above 0 so that V(mu) and the weights stay finite.
 MEAN_EPSILON = 1e-10
 
@@ -36,6 +36,11 @@ def require_family_and_link(family: str, link: str, family_key: str = "family", 
     require_one_of(family, family_key, FAMILIES)
     require(link in LINKS_OF_FAMILY[family], link_key,
             f"must be one of {', '.join(LINKS_OF_FAMILY[family])} for family {family!r}, got {link!r}")
+
+
+def link_or_canonical(family: str, link: str | None) -> str:
+    """``link``, or the family's canonical link when it is None."""
+    return LINKS_OF_FAMILY[family][0] if link is None else link
 
 
 def inverse_link(link: str, eta: np.ndarray) -> np.ndarray:

@@ -55,7 +55,6 @@ Variance = Literal["robust", "naive", "mancl_derouen"]
 VARIANCES = get_args(Variance)
 GEEFamily = Literal["gaussian", "binomial", "poisson"]
 GEE_FAMILIES = get_args(GEEFamily)
-CANONICAL_LINK = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +144,8 @@ class GEE(SharedDesignEstimator):
 
     @property
     def glm_link(self) -> str:
-        return CANONICAL_LINK[self.family] if self.link is None else self.link
+        """The link of a binomial or Poisson family (``link``, or the canonical one)."""
+        return families.link_or_canonical(self.family, self.link)
 
     def _fit_columns(self, design: Design, Y: np.ndarray) -> list[FitResult]:
         X = design.X

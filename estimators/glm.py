@@ -112,14 +112,14 @@ class GLM(SharedDesignEstimator):
     ----------
     formula : patsy formula, e.g. ``"y ~ X"``; the outcome is 0/1 (binomial) or a count (poisson).
     family : ``binomial`` or ``poisson``.
-    link : ``logit`` or ``probit`` (binomial), ``log`` (poisson).
+    link : ``logit`` or ``probit`` (binomial), ``log`` (poisson); None: the canonical link.
     vcov : ``iid``, ``HC0``..``HC3``, ``CR0``, ``CR1``, ``CR1S`` or ``CR2``.
     cluster : column with cluster labels; required for ``CR*``.
     tol, max_iter : IRLS convergence (relative change of the coefficients) and iteration cap.
     alpha : 1 - confidence level of the intervals.
     """
 
-    def __init__(self, formula: str = "y ~ X", family: families.FamilyName = "binomial", link: families.LinkName = "logit",
+    def __init__(self, formula: str = "y ~ X", family: families.FamilyName = "binomial", link: families.LinkName | None = None,
                  vcov: GLMVcov = "iid", cluster: str | None = None, tol: float = 1e-10, max_iter: int = 50,
                  alpha: float = 0.05):
         self.formula = formula
@@ -130,7 +130,8 @@ class GLM(SharedDesignEstimator):
         self.tol = tol
         self.max_iter = max_iter
         self.alpha = alpha
-        families.require_family_and_link(family, link)
+        require_one_of(family, "family", families.FAMILIES)
+        families.require_family_and_link(family, families.link_or_canonical(family, link))
         require_one_of(vcov, "vcov", GLM_VCOV_TYPES)
         require(not (vcov.startswith("CR") and not cluster), "cluster", f"vcov={vcov!r} needs the name of the cluster column")
         require_positive(tol, "tol")
@@ -147,7 +148,7 @@ class GLM(SharedDesignEstimator):
             raise InputError(f"column {design.outcome!r} {problem}")
         X = design.X
         design.derived("bread", lambda: sandwich.bread(X))  # refuses a rank-deficient design
-        fit = IRLSFit(self.family, self.link, X, Y, self.tol, self.max_iter)
+        fit = IRLSFit(self.family, families.link_or_canonical(self.family, self.link), X, Y, self.tol, self.max_iter)
         R, p = fit.beta.shape
         std_errors, df = np.empty((R, p)), np.empty((R, p))
         for r in range(R):

@@ -83,3 +83,10 @@ def test_batch_equals_single_fits(preset, dgp):
         single = estimator.fit(frame)
         np.testing.assert_allclose(result.estimate, single.estimate, rtol=1e-12)
         np.testing.assert_allclose(result.std_error, single.std_error, rtol=1e-12)
+
+
+def test_link_defaults_to_the_canonical_one():
+    for dataset, family, link in (("counts_clustered", "poisson", "log"), ("binary_clustered", "binomial", "logit")):
+        default, explicit = (GLM("y ~ X + z", family, *given).fit(DATA[dataset]) for given in ((), (link,)))
+        np.testing.assert_array_equal(default.estimate, explicit.estimate)
+        np.testing.assert_array_equal(default.std_error, explicit.std_error)
