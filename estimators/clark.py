@@ -2,7 +2,10 @@
 language-as-fixed-effect fallacy", J. Verbal Learning and Verbal Behavior 12:335).
 
 The trials are first averaged into cell means, per subject and condition (F1) or per item and
-condition (F2). With two condition levels, the ANOVA of those means is a t-test, F = t^2:
+condition (F2); for a 0/1 outcome these are the proportions correct, so the test is the ANOVA
+on proportions. With ``transform: elogit`` each cell is instead its empirical logit,
+log((k + 0.5) / (n - k + 0.5)) for k successes in n trials (Jaeger 2008, J. Mem. Lang. 59:434,
+eq. 3; Cox 1970), which needs a 0/1 outcome. With two condition levels, the ANOVA of those means is a t-test, F = t^2:
 
 - condition within units (every unit has both levels): d_u = mean_u(high) - mean_u(low),
   estimate = mean(d), SE = sd(d)/sqrt(m), df = m - 1 (repeated-measures ANOVA; afex ``aov_ez``
@@ -38,6 +41,8 @@ from estimators.result import FitResult, Status, wald_inference
 
 ClarkTestType = Literal["F1", "F2", "F1xF2", "minF"]
 CLARK_TESTS = get_args(ClarkTestType)
+CellTransform = Literal["none", "elogit"]
+CELL_TRANSFORMS = get_args(CellTransform)
 
 
 class UnitTest(NamedTuple):
@@ -63,6 +68,15 @@ def cell_means(values: np.ndarray, units: np.ndarray, high: np.ndarray, n_units:
     counts = np.bincount(cells, minlength=2 * n_units)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (sums / counts).reshape(n_units, 2)
+
+
+def cell_empirical_logits(values: np.ndarray, units: np.ndarray, high: np.ndarray, n_units: int) -> np.ndarray:
+    """(n_units, 2) empirical logits log((k + 0.5) / (n - k + 0.5)) of the 0/1 ``values`` per
+    unit and condition, k the successes and n the trials of the cell; NaN if empty."""
+    cells = units * 2 + high
+    k = np.bincount(cells, weights=values, minlength=2 * n_units)
+    n = np.bincount(cells, minlength=2 * n_units)
+    return np.where(n > 0, np.log((k + 0.5) / (n - k + 0.5)), np.nan).reshape(n_units, 2)
 
 
 def paired_test(means: np.ndarray) -> UnitTest:
@@ -92,23 +106,29 @@ class ClarkTest(Estimator):
     test : ``F1``, ``F2``, ``F1xF2`` or ``minF``.
     dv, condition, subject, item : column names of the outcome, the two-level condition, and
         the subject and item labels. All four must be present without missing values.
+    transform : ``none`` (cell means; proportions for a 0/1 outcome) or ``elogit`` (empirical
+        logits of the cells' 0/1 outcomes).
     alpha : 1 - confidence level of the F1 / F2 intervals.
     """
 
     def __init__(self, test: ClarkTestType = "F1", dv: str = "y", condition: str = "condition",
-                 subject: str = "subject", item: str = "item", alpha: float = 0.05):
+                 subject: str = "subject", item: str = "item", alpha: float = 0.05, transform: CellTransform = "none"):
         self.test = test
+        self.transform = transform
         self.dv = dv
         self.condition = condition
         self.subject = subject
         self.item = item
         self.alpha = alpha
         require_one_of(test, "test", CLARK_TESTS)
+        require_one_of(transform, "transform", CELL_TRANSFORMS)
         require_probability(alpha, "alpha")
 
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
         self._check_columns(data)
         values = data[self.dv].to_numpy(dtype=float)
+        if self.transform == "elogit" and not np.isin(values, (0.0, 1.0)).all():
+            raise InputError(f"dv column {self.dv!r} has values other than 0 and 1; transform 'elogit' needs a binary outcome")
         high = self._at_high_level(data)
         terms = (self.condition,)
         if self.test in ("F1", "F2"):
@@ -145,7 +165,8 @@ class ClarkTest(Estimator):
 
     def _unit_test(self, data: pd.DataFrame, unit: str, values: np.ndarray, high: np.ndarray) -> UnitTest:
         codes, labels = pd.factorize(data[unit], sort=True)
-        means = cell_means(values, codes, high.astype(np.intp), len(labels))
+        cells = cell_means if self.transform == "none" else cell_empirical_logits
+        means = cells(values, codes, high.astype(np.intp), len(labels))
         observed = np.isfinite(means)
         if observed.all():
             if len(labels) < 2:

@@ -60,11 +60,13 @@ class DGP:
     def generate_chunk(self, rngs: Sequence[np.random.Generator]) -> Sequence[pd.DataFrame]:
         """One replicate per generator, equal to ``[generate(rng) for rng in rngs]``; for a
         fixed design with an ``outcome``, as the design's columns and an outcome matrix."""
-        if not (self.fixed_design and self.outcome is not None):
+        if not (self.fixed_design and self.outcome is not None and len(rngs) > 0):
             return [self.generate(rng) for rng in rngs]
         columns = self.design_columns()
-        outcomes = np.empty((len(next(iter(columns.values()))), len(rngs)))
-        for r, rng in enumerate(rngs):
+        first = self.draw_outcome(rngs[0])
+        outcomes = np.empty((len(first), len(rngs)), dtype=first.dtype)  # integer counts stay integers
+        outcomes[:, 0] = first
+        for r, rng in enumerate(rngs[1:], start=1):
             outcomes[:, r] = self.draw_outcome(rng)
         return SharedDesignFrames(columns, self.outcome, outcomes)
 

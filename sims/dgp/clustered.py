@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from sims.dgp.base import DGP, read_only, require, require_nonnegative, require_positive_definite, require_positive_int
+from sims.dgp.crossed import covariance_2x2
 
 TrialsDistribution = Literal["fixed", "poisson", "uniform"]
 RandomEffectsLaw = Literal["normal", "t", "skewed"]
@@ -58,6 +59,43 @@ def lower_cholesky(covariance: np.ndarray) -> np.ndarray:
     l10 = covariance[1, 0] / l00 if l00 > 0 else 0.0
     l11 = np.sqrt(max(covariance[1, 1] - l10**2, 0.0))
     return np.array([[l00, 0.0], [l10, l11]])
+
+
+def condition_columns(n_subjects: int, n_conditions: int, trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """X (condition 0..n_conditions-1) and subject (1..n_subjects) of each row, for trials[s, j]
+    rows per subject and condition, sorted by subject, condition and trial."""
+    counts = trials.ravel()
+    return (np.repeat(np.tile(np.arange(n_conditions), n_subjects), counts),
+            np.repeat(np.repeat(np.arange(1, n_subjects + 1), n_conditions), counts))
+
+
+def balanced_condition_columns(n_subjects: int, n_conditions: int, n_trials: int) -> dict[str, np.ndarray]:
+    """The balanced design's X and subject columns (n_trials rows per cell), read-only."""
+    X, subject = condition_columns(n_subjects, n_conditions, np.full((n_subjects, n_conditions), n_trials))
+    return read_only({"X": X, "subject": subject})
+
+
+def require_subject_design(n_subjects, n_conditions, n_trials, intercept, slope, correlation) -> None:
+    """The checks of the subjects x conditions x trials parameters the binary and count DGPs share."""
+    require_positive_int(n_subjects, "n_subjects")
+    require_positive_int(n_conditions, "n_conditions")
+    require(n_conditions >= 2, "n_conditions", f"must be >= 2 for the slope of X to exist, got {n_conditions}")
+    require_positive_int(n_trials, "n_trials")
+    for name, value in (("intercept", intercept), ("slope", slope)):
+        require(np.isfinite(value), name, f"must be a finite number, got {value!r}")
+    require(np.isfinite(correlation) and -1.0 <= correlation <= 1.0, "intercept_slope_correlation",
+            f"must be in [-1, 1], got {correlation!r}")
+
+
+def subject_linear_predictor(rng: np.random.Generator, X: np.ndarray, subject: np.ndarray, n_subjects: int,
+                             intercept: float, slope: float, var_intercept: float, var_slope: float,
+                             correlation: float) -> np.ndarray:
+    """eta = b0 + b1 X + u0_s + u1_s X with (u0, u1) bivariate normal, variances var_intercept
+    and var_slope and correlation ``correlation`` (one draw per subject, then the rows)."""
+    covariance = covariance_2x2(np.sqrt(var_intercept), np.sqrt(var_slope), correlation)
+    # eigh rather than Cholesky, so that a zero variance (a switched-off effect) is allowed.
+    effects = rng.multivariate_normal(np.zeros(2), covariance, size=n_subjects, method="eigh")
+    return intercept + slope * X + effects[subject - 1, 0] + effects[subject - 1, 1] * X
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,15 +158,12 @@ class ClusteredDGP(DGP):
     def _design_columns(self, trials: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if trials is None:
             return self._balanced_columns["X"], self._balanced_columns["subject"]
-        counts = trials.ravel()
-        return (np.repeat(np.tile(np.arange(self.n_conditions), self.n_subjects), counts),
-                np.repeat(np.repeat(np.arange(1, self.n_subjects + 1), self.n_conditions), counts))
+        return condition_columns(self.n_subjects, self.n_conditions, trials)
 
     @functools.cached_property
     def _balanced_columns(self) -> dict[str, np.ndarray]:
         """The balanced design's X and subject columns, built once (every replicate shares them)."""
-        X, subject = self._design_columns(np.full((self.n_subjects, self.n_conditions), self.n_trials))
-        return read_only({"X": X, "subject": subject})
+        return balanced_condition_columns(self.n_subjects, self.n_conditions, self.n_trials)
 
     def draw_random_effects(self, rng: np.random.Generator) -> np.ndarray:
         """(n_subjects, 2) draws of (u0, u1) from the law ``random_effects``."""

@@ -70,6 +70,44 @@ class VarianceParameters(NamedTuple):
     residual_sd: float
 
 
+def require_layout(n_items: int, layout: str) -> None:
+    """``layout`` is known and, unless ``full``, has an even number of items."""
+    require(layout in get_args(Layout), "layout", f"must be one of {', '.join(get_args(Layout))}, got {layout!r}")
+    if layout != "full":
+        require(n_items % 2 == 0, "n_items", f"must be even for layout {layout!r} (half the items per condition), got {n_items}")
+
+
+def crossed_design_columns(n_subjects: int, n_items: int, layout: str) -> dict[str, np.ndarray]:
+    """Condition, subject, item and list of each row of ``layout`` (module docstring), sorted
+    by subject and item, read-only."""
+    subject = np.repeat(np.arange(1, n_subjects + 1), n_items)
+    item = np.tile(np.arange(1, n_items + 1), n_subjects)
+    if layout == "counterbalanced":
+        lists = np.where(subject % 2 == 1, 1, 2)
+        condition = np.where((item % 2 == 1) == (lists == 1), -0.5, 0.5)
+    elif layout == "between_items":
+        lists = np.ones_like(subject)
+        condition = np.where(item <= n_items // 2, -0.5, 0.5)
+    else:
+        subject, item = np.repeat(subject, 2), np.repeat(item, 2)
+        lists = np.ones_like(subject)
+        condition = np.tile([-0.5, 0.5], n_subjects * n_items)
+    return read_only({"condition": condition, "subject": subject, "item": item, "list": lists})
+
+
+def crossed_linear_predictor(rng: np.random.Generator, columns: dict[str, np.ndarray], n_subjects: int, n_items: int,
+                             intercept: float, effect: float, subject_covariance: np.ndarray,
+                             item_covariance: np.ndarray) -> np.ndarray:
+    """eta = b0 + b1 c + S0_s + S1_s c + I0_i + I1_i c on the rows of ``columns``: the subject
+    effects are drawn first, then the item effects."""
+    s, i, c = columns["subject"] - 1, columns["item"] - 1, columns["condition"]
+    # eigh rather than Cholesky, so that zero SDs (switched-off effects) are allowed.
+    subject_effects = rng.multivariate_normal(np.zeros(2), subject_covariance, size=n_subjects, method="eigh")
+    item_effects = rng.multivariate_normal(np.zeros(2), item_covariance, size=n_items, method="eigh")
+    return (intercept + effect * c + subject_effects[s, 0] + subject_effects[s, 1] * c
+            + item_effects[i, 0] + item_effects[i, 1] * c)
+
+
 @dataclasses.dataclass(frozen=True)
 class CrossedDGP(DGP):
     n_subjects: int = 24
@@ -93,9 +131,7 @@ class CrossedDGP(DGP):
     def __post_init__(self):
         require_positive_int(self.n_subjects, "n_subjects")
         require_positive_int(self.n_items, "n_items")
-        require(self.layout in get_args(Layout), "layout", f"must be one of {', '.join(get_args(Layout))}, got {self.layout!r}")
-        if self.layout != "full":
-            require(self.n_items % 2 == 0, "n_items", f"must be even for layout {self.layout!r} (half the items per condition), got {self.n_items}")
+        require_layout(self.n_items, self.layout)
         for name in ("intercept", "effect"):
             require(np.isfinite(getattr(self, name)), name, f"must be a finite number, got {getattr(self, name)!r}")
         for name in ("subject_intercept_sd", "subject_slope_sd", "item_intercept_sd", "item_slope_sd", "residual_sd"):
@@ -120,19 +156,7 @@ class CrossedDGP(DGP):
 
     @functools.cached_property
     def _design_columns(self) -> dict[str, np.ndarray]:
-        subject = np.repeat(np.arange(1, self.n_subjects + 1), self.n_items)
-        item = np.tile(np.arange(1, self.n_items + 1), self.n_subjects)
-        if self.layout == "counterbalanced":
-            lists = np.where(subject % 2 == 1, 1, 2)
-            condition = np.where((item % 2 == 1) == (lists == 1), -0.5, 0.5)
-        elif self.layout == "between_items":
-            lists = np.ones_like(subject)
-            condition = np.where(item <= self.n_items // 2, -0.5, 0.5)
-        else:
-            subject, item = np.repeat(subject, 2), np.repeat(item, 2)
-            lists = np.ones_like(subject)
-            condition = np.tile([-0.5, 0.5], self.n_subjects * self.n_items)
-        return read_only({"condition": condition, "subject": subject, "item": item, "list": lists})
+        return crossed_design_columns(self.n_subjects, self.n_items, self.layout)
 
     def variance_parameters(self, rng: np.random.Generator) -> VarianceParameters:
         """This replicate's parameters: the fixed ones, or Barr et al.'s uniform draws."""
@@ -168,14 +192,9 @@ class CrossedDGP(DGP):
         are deleted; the same draws)."""
         parameters = self.variance_parameters(rng)
         columns = self._design_columns
-        s, i, c = columns["subject"] - 1, columns["item"] - 1, columns["condition"]
-        # eigh rather than Cholesky, so that zero SDs (switched-off effects) are allowed.
-        subject_effects = rng.multivariate_normal(np.zeros(2), parameters.subject_covariance, size=self.n_subjects, method="eigh")
-        item_effects = rng.multivariate_normal(np.zeros(2), parameters.item_covariance, size=self.n_items, method="eigh")
-        return (parameters.intercept + self.effect * c
-                + subject_effects[s, 0] + subject_effects[s, 1] * c
-                + item_effects[i, 0] + item_effects[i, 1] * c
-                + rng.normal(0.0, parameters.residual_sd, size=len(c)))
+        eta = crossed_linear_predictor(rng, columns, self.n_subjects, self.n_items, parameters.intercept, self.effect,
+                                       parameters.subject_covariance, parameters.item_covariance)
+        return eta + rng.normal(0.0, parameters.residual_sd, size=len(eta))
 
     def truth(self) -> dict[str, float]:
         if self.random_parameters:

@@ -13,7 +13,7 @@ import estimators
 import sims
 from estimators.clark import ClarkTest, min_f_prime
 from estimators.design import InputError
-from helpers import REFERENCE
+from helpers import REFERENCE, TESTS
 
 WITHIN = pd.read_csv(REFERENCE / "data" / "crossed_within.csv")
 
@@ -73,3 +73,30 @@ def test_refusals_name_the_column():
         ClarkTest("F1").fit(WITHIN.drop(columns="item"))
     with pytest.raises(ValueError, match="^test:"):
         ClarkTest("F3")
+
+
+# --- proportions and empirical logits of a 0/1 outcome --------------------------------------
+
+ACCURACY = pd.read_csv(TESTS / "reference_glm" / "data" / "crossed_accuracy.csv")
+ANOVA_PROPORTIONS = pd.read_csv(TESTS / "reference_glm" / "anova_proportions.csv", keep_default_na=False)
+
+
+@pytest.mark.parametrize("transform", ["none", "elogit"])
+@pytest.mark.parametrize("test", ["F1", "F2"])
+def test_proportions_and_empirical_logits_match_r_aov(test, transform):
+    """R's aov(dv ~ condition + Error(unit/condition)) on the by-unit proportions or empirical
+    logits (tests/reference_glm/make_references.R)."""
+    expected = ANOVA_PROPORTIONS[(ANOVA_PROPORTIONS["test"] == test) & (ANOVA_PROPORTIONS["transform"] == transform)].iloc[0]
+    result = ClarkTest(test, transform=transform).fit(ACCURACY)
+    np.testing.assert_allclose(result.estimate[0], expected.estimate, rtol=1e-10)
+    np.testing.assert_allclose((result.estimate[0] / result.std_error[0]) ** 2, expected.F, rtol=1e-10)
+    np.testing.assert_allclose(result.p_value[0], expected.p_value, rtol=1e-8)
+    assert result.df[0] == expected.df
+
+
+def test_empirical_logit_needs_a_binary_outcome():
+    data = ACCURACY.assign(y=ACCURACY.y * 0.5)
+    with pytest.raises(InputError, match="^dv column 'y' has values other than 0 and 1"):
+        ClarkTest("F1", transform="elogit").fit(data)
+    with pytest.raises(ValueError, match="^transform:"):
+        ClarkTest("F1", transform="logit")

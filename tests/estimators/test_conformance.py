@@ -1,8 +1,9 @@
 """Every estimator config in conf/estimator/ passes the conformance suite (estimators/checks.py),
 each check with its own test id; a check that does not apply to a preset (no replicates of a
 fixed design for the fit_batch check) is reported as skipped, with its reason. Each estimator
-runs on the first DGP whose columns it can fit: the clustered design (y, X, subject) or the
-crossed one (y, condition, subject, item, list)."""
+runs on the first DGP whose columns it can fit: the clustered design (y, X, subject), the
+crossed one (y, condition, subject, item, list), or their binary and count versions (for
+estimators that refuse a continuous outcome)."""
 from __future__ import annotations
 
 import functools
@@ -20,6 +21,16 @@ from helpers.checks import run_check
 DGPS = {
     "clustered": ({"n_subjects": 12, "n_trials": 5}, {"n_subjects": 150}, ("subject",)),
     "crossed": ({"n_subjects": 12, "n_items": 8}, {"n_subjects": 60, "n_items": 30}, ("subject", "item")),
+    # Binary and count outcomes. Their truth is conditional on the random effects, which
+    # marginal models (GLM, GEE) do not estimate: the large draws switch the random effects off.
+    # (counts first: a 0/1 outcome is a count too)
+    "clustered_counts": ({"n_subjects": 12, "n_trials": 5}, {"n_subjects": 150, "var_intercept": 0.0, "var_slope": 0.0},
+                         ("subject",)),
+    "clustered_binary": ({"n_subjects": 12, "n_trials": 6}, {"n_subjects": 150, "var_intercept": 0.0, "var_slope": 0.0},
+                         ("subject",)),
+    "crossed_binary": ({"n_subjects": 12, "n_items": 8},
+                       {"n_subjects": 60, "n_items": 30, "subject_intercept_sd": 0.0, "subject_slope_sd": 0.0,
+                        "item_intercept_sd": 0.0, "item_slope_sd": 0.0}, ("subject", "item")),
 }
 # |estimate - truth| allowed on the large crossed draw for terms without a standard error
 # (F1xF2, min F'): about 4.5 by-subject standard errors there (the SE of F1 is about 0.08).

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 import estimators
 import sims
@@ -36,6 +36,9 @@ VARIANTS = {
     "heteroskedastic-both": ("heteroskedastic", {"depends_on": "both", "strength": 0.5}),
     "crossed-between": ("crossed", {"layout": "between_items"}),
     "crossed-full-barr": ("crossed", {"layout": "full", "random_parameters": True, "max_missing_share": 0.05}),
+    "clustered_binary-probit-binomial": ("clustered_binary", {"link": "probit", "binomial_size": 5}),
+    "clustered_counts-overdispersed": ("clustered_counts", {"var_observation": 0.3}),
+    "crossed_binary-between": ("crossed_binary", {"layout": "between_items"}),
     **{name: (name, {}) for name in sims.available("dgp")},
 }
 
@@ -73,7 +76,8 @@ def test_params_round_trip_through_sims_build(variant):
 def test_every_dgp_module_has_a_preset():
     targets = {type(sims.build(name)).__module__ for name in sims.available("dgp")}
     assert targets == {"sims.dgp.clustered", "sims.dgp.heteroskedastic", "sims.dgp.simpson", "sims.dgp.confounder", "sims.dgp.crossed",
-                       "sims.dgp.fitted", "sims.dgp.crossed_factor"}
+                       "sims.dgp.fitted", "sims.dgp.crossed_factor", "sims.dgp.clustered_binary",
+                       "sims.dgp.clustered_counts", "sims.dgp.crossed_binary"}
 
 
 # --- the suite catches what it should -------------------------------------------------------
@@ -532,3 +536,79 @@ def test_crossed_factor_is_a_latin_square_with_its_variance_components():
     assert mean_cov(same_i & same_c & ~same_s & off) == pytest.approx(0.25 + 0.09, abs=0.03)
     assert mean_cov(~same_s & ~same_i) == pytest.approx(0.0, abs=0.02)
     assert np.diag(C).mean() == pytest.approx(0.36 + 0.09 + 0.25 + 0.09 + 1.0, rel=0.03)
+
+
+# --- binary and count outcomes ------------------------------------------------------------
+
+def normal_expectation(function, sd: float) -> float:
+    """E f(sd Z), Z ~ N(0, 1), by 80-point Gauss-Hermite quadrature."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    return float(np.sum(weights * function(sd * nodes)) / np.sqrt(2 * np.pi))
+
+
+def assert_unit_means(frame: pd.DataFrame, unit: str, by: str, expected: dict, what: str) -> None:
+    """The mean of y at each level of ``by`` matches ``expected``, with the SE of the mean of
+    the per-unit means (units independent)."""
+    for level, value in expected.items():
+        means = frame[frame[by] == level].groupby(unit)["y"].mean()
+        assert_within(*mean_and_se(means), value, f"{what}, {by} = {level}")
+
+
+@pytest.mark.parametrize("link, inverse", [("logit", special.expit),
+                                           ("probit", stats.norm.cdf)])
+def test_clustered_binary_marginal_probabilities(link, inverse):
+    """P(y = 1 | X) = E g^{-1}(b0 + b1 X + u0 + u1 X), u0 + u1 X ~ N(0, v0 + 2 X r sd0 sd1 + X^2 v1)."""
+    dgp = sims.build("clustered_binary", n_subjects=3000, n_trials=4, link=link, intercept=0.3, slope=-0.6,
+                     var_intercept=1.2, var_slope=0.5, intercept_slope_correlation=-0.5)
+    frame = dgp.generate(rng(31))
+    sd0, sd1, r = np.sqrt(1.2), np.sqrt(0.5), -0.5
+    expected = {x: normal_expectation(lambda u: inverse(0.3 - 0.6 * x + u), np.sqrt(sd0**2 + 2 * x * r * sd0 * sd1 + x**2 * sd1**2))
+                for x in (0, 1)}
+    assert_unit_means(frame, "subject", "X", expected, f"clustered_binary ({link})")
+    assert set(np.unique(frame["y"])) == {0.0, 1.0}
+
+
+def test_clustered_binary_binomial_rows_hold_k_trials():
+    frame = sims.build("clustered_binary", binomial_size=7).generate(rng(32))
+    assert (frame["successes"] + frame["failures"] == 7).all()
+    np.testing.assert_array_equal(frame["y"], frame["successes"] / 7)
+    assert frame["successes"].between(0, 7).all() and frame["successes"].nunique() > 3
+
+
+def test_clustered_counts_marginal_means_and_overdispersion():
+    """E[y | X] = exp(b0 + b1 X + (v0 + 2 X cov + X^2 v1 + v_obs) / 2); with the subject
+    effects switched off, Var y = mu + mu^2 (exp(v_obs) - 1)."""
+    dgp = sims.build("clustered_counts", n_subjects=3000, n_trials=4, intercept=0.5, slope=0.3, var_intercept=0.4,
+                     var_slope=0.2, intercept_slope_correlation=0.5, var_observation=0.3)
+    frame = dgp.generate(rng(33))
+    cov = 0.5 * np.sqrt(0.4 * 0.2)
+    expected = {x: np.exp(0.5 + 0.3 * x + (0.4 + 2 * x * cov + x**2 * 0.2 + 0.3) / 2) for x in (0, 1)}
+    assert_unit_means(frame, "subject", "X", expected, "clustered_counts")
+    y = sims.build("clustered_counts", n_subjects=4000, n_trials=5, var_intercept=0.0, var_slope=0.0,
+                   var_observation=0.3).generate(rng(34)).query("X == 0")["y"].to_numpy(dtype=float)
+    mu = np.exp(1.0 + 0.15)
+    variance, var_se = y.var(ddof=1), np.sqrt(np.var((y - y.mean()) ** 2, ddof=1) / len(y))
+    assert_within(variance, var_se, mu + mu**2 * (np.exp(0.3) - 1), "overdispersed count variance")
+
+
+@pytest.mark.parametrize("by, params", [
+    ("subject", {"n_subjects": 3000, "n_items": 4, "item_intercept_sd": 0.0, "item_slope_sd": 0.0}),
+    ("item", {"n_subjects": 2, "n_items": 3000, "subject_intercept_sd": 0.0, "subject_slope_sd": 0.0}),
+])
+def test_crossed_binary_marginal_probabilities(by, params):
+    """P(y = 1 | c) = E expit(b0 + b1 c + a0 + a1 c) with the subject (or the item) effects alone."""
+    base = {"intercept": 0.8, "effect": 0.6, "subject_intercept_sd": 1.1, "subject_slope_sd": 0.6,
+            "subject_correlation": 0.4, "item_intercept_sd": 0.9, "item_slope_sd": 0.7, "item_correlation": -0.6}
+    dgp = sims.build("crossed_binary", layout="full", **{**base, **params})
+    prefix = "subject" if by == "subject" else "item"
+    sd0, sd1, r = base[f"{prefix}_intercept_sd"], base[f"{prefix}_slope_sd"], base[f"{prefix}_correlation"]
+    expected = {c: normal_expectation(lambda u: 1 / (1 + np.exp(-(0.8 + 0.6 * c + u))),
+                                      np.sqrt(sd0**2 + 2 * c * r * sd0 * sd1 + c**2 * sd1**2)) for c in (-0.5, 0.5)}
+    assert_unit_means(dgp.generate(rng(35)), by, "condition", expected, f"crossed_binary by {by}")
+
+
+def test_crossed_binary_shares_the_crossed_layouts():
+    for layout in ("counterbalanced", "between_items", "full"):
+        binary = sims.build("crossed_binary", n_subjects=6, n_items=8, layout=layout).design()
+        gaussian = sims.build("crossed", n_subjects=6, n_items=8, layout=layout).design()
+        pd.testing.assert_frame_equal(binary, gaussian)
