@@ -181,6 +181,8 @@ class MixedModel:
         nested model's optimum and curvature (:attr:`MixedFit.optimum`; the LRT's fit
         without a fixed effect).
         """
+        if dense and self.products.coupling is not None:
+            raise ValueError("dense: this design's W'Z_1 is held sparse (a large crossed design); fit it without dense")
         objective = self.objective(outcomes)
         search = dense_objective(self.products, self.layout, outcomes, self.reml) if dense else objective
         H0 = exact = at_x0 = None
@@ -214,7 +216,9 @@ class MixedModel:
         operators = OutcomeOperators(P.operators.Z1t, P.operators.Wt[keep], np.linalg.pinv(design.X))
         # The start's level moments (``derived["moments"]``) depend on the random part only.
         derived = {"moments": P.derived["moments"]} if "moments" in P.derived else {}
-        products = dataclasses.replace(P, p=design.p, BR1=P.BR1[keep], BRR=P.BRR[np.ix_(keep, keep)],
+        m, k1, l1 = P.BR1.shape
+        BR1 = _same_layout(P.BR1.reshape(m, k1 * l1), P.BR1.reshape(m, k1 * l1)[keep]).reshape(len(keep), k1, l1)
+        products = dataclasses.replace(P, p=design.p, BR1=BR1, BRR=_same_layout(P.BRR, P.BRR[np.ix_(keep, keep)]),
                                        operators=operators, derived=derived)
         return MixedModel(design, products, self.layout, self.reml)
 
@@ -280,6 +284,12 @@ class MixedModel:
                 (result.x[r], result.H[r]),
             ))
         return fits
+
+
+def _same_layout(original: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """``part`` of ``original`` in its memory order (Fortran or C): BLAS kernels can round
+    differently on the two, and a derived model must give a rebuilt one's numbers."""
+    return np.asfortranarray(part) if original.flags.f_contiguous and not original.flags.c_contiguous else part
 
 
 def _block_diagonal(blocks: list[np.ndarray]) -> np.ndarray:
