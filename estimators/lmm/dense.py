@@ -40,7 +40,6 @@ class DenseSystem:
     q: int
     base: np.ndarray  # D at theta = 0: the identity on the fixed effects
     positions: np.ndarray  # flat positions in D (N x N) of every theta entry, per level
-    positions_q: np.ndarray  # the same in a q x q matrix
     which: np.ndarray  # the theta element of each position
     rows: np.ndarray  # positions' rows and columns
     cols: np.ndarray
@@ -76,7 +75,7 @@ class DenseSystem:
         q = q1 + P.q_rest
         base = np.zeros((N, N))
         base[np.arange(q, N), np.arange(q, N)] = 1.0
-        return cls(A, q, base, rows * N + cols, rows * q + cols, which, rows, cols, layout.n_theta)
+        return cls(A, q, base, rows * N + cols, which, rows, cols, layout.n_theta)
 
     def evaluate(self, theta: np.ndarray, c: np.ndarray, yy: float, n: int, p: int, reml: bool):
         """Criterion and gradient (n_theta,) at one theta for the outcome products c = [Z X]'y*
@@ -99,9 +98,10 @@ class DenseSystem:
         Ze = (c - AD @ x)[:q]
         nl = N if reml else q
         Linv, _ = lapack.dtrtri(L[:nl, :nl], lower=1)
-        Sigma_u = Linv.T @ Linv[:, :q]  # columns u of Omega[:nl, :nl]^-1
-        G = AD[:q, :nl] @ Sigma_u
-        grad_logdet = 2.0 * np.bincount(self.which, G.flat[self.positions_q], minlength=self.n_theta)
+        # (A D Sigma)_ij = B_i . Linv_j with B = A D Linv' (Sigma = Linv'Linv), at D's pattern only.
+        B = AD[:q, :nl] @ Linv.T
+        G = np.einsum("ij,ji->i", B[self.rows], Linv[:, self.cols])
+        grad_logdet = 2.0 * np.bincount(self.which, G, minlength=self.n_theta)
         grad_r2 = -2.0 * np.bincount(self.which, Ze[self.rows] * x[self.cols], minlength=self.n_theta)
         value = profiled_criterion(logdet_L, logdet_RX, r2, n, p, reml)
         return value, profiled_gradient(grad_logdet, grad_r2, r2, n, p, reml)
