@@ -27,7 +27,11 @@ redrawn.
 Fits are by maximum likelihood, as Barr et al.'s. Tests (``inference``), as theirs:
 
 - ``lrt``: likelihood-ratio test of the predictor, LR = d_ML(model without it) - d_ML(model)
-  against chi-square(1). Only the predictor is tested: the other terms' p-values are NaN.
+  against chi-square(1). Only the predictor is tested: the other terms' p-values are NaN. The
+  fit without the predictor takes the full model's products less the predictor's column and
+  starts at the full fit's optimum and curvature (:func:`reduced_fit`; the nested optimum
+  differs by one fixed effect's share of the fit, and is reached in about a quarter of a fresh
+  fit's evaluations).
 - ``wald_z``: t = estimate / SE against N(0, 1) ("t as z"), for every term.
 
 Estimates, SEs and intervals come from the ML fit (Wald z intervals). The two tests of one
