@@ -8,6 +8,7 @@ relative factors, tests near-zero diagonals against the boundary, and returns on
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,8 @@ import pandas as pd
 from estimators.lmm import ftest
 from estimators.lmm.cholesky import BlockedCholesky, factorize
 from estimators.lmm.criterion import information_criteria, profiled_criterion, profiled_gradient, sigma_hat
-from estimators.lmm.crossprod import DesignProducts, OutcomeProducts, design_products, outcome_products
+from estimators.lmm.crossprod import DesignProducts, OutcomeOperators, OutcomeProducts, design_products, outcome_products
+from estimators.lmm.dense import dense_objective
 from estimators.lmm.design import MixedDesign
 from estimators.lmm.optimize import hessian_fd, inverse_hessian_fd, minimize_batch, passes_lme4_gradient_check
 from estimators.lmm.start import moment_start
@@ -59,6 +61,9 @@ class MixedFit:
     # The prepared model and this replicate's outcome products, for tests after the fit.
     model: "MixedModel | None" = field(default=None, repr=False, compare=False)
     outcomes: OutcomeProducts | None = field(default=None, repr=False, compare=False)
+    # The optimiser's end point (before the signs are rectified) and its inverse-Hessian
+    # approximation: a start for a nested model's fit (``MixedModel.fit(start=...)``).
+    optimum: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def log_likelihood(self) -> float:
@@ -155,7 +160,8 @@ class MixedModel:
         value_and_gradient.last = None  # (theta, rows, factor) of the latest evaluation
         return value_and_gradient
 
-    def fit(self, outcomes: OutcomeProducts) -> list[MixedFit]:
+    def fit(self, outcomes: OutcomeProducts, dense: bool = False,
+            start: tuple[np.ndarray, np.ndarray] | None = None) -> list[MixedFit]:
         """Fit every replicate of ``outcomes``.
 
         Each replicate starts from its own moment estimate of theta (:mod:`.start`), so a
@@ -166,21 +172,55 @@ class MixedModel:
         start is rougher (each term's within-level residual also holds the other terms'
         variance) and learning the curvature on the way is cheaper than 2 n_theta extra
         gradient evaluations.
+
+        ``dense``: the optimiser evaluates the criterion from one dense factor per replicate
+        (:mod:`.dense`; designs without a sparse coupling), fewer numpy calls for a small
+        design fitted one replicate at a time; the boundary probe, the convergence check and
+        the summaries still use the blocked factor. ``start``: (theta (R, n_theta), inverse
+        Hessians (R, n_theta, n_theta)) to start from instead of the moment estimate, e.g. a
+        nested model's optimum and curvature (:attr:`MixedFit.optimum`; the LRT's fit
+        without a fixed effect).
         """
+        if dense and self.products.coupling is not None:
+            raise ValueError("dense: this design's W'Z_1 is held sparse (a large crossed design); fit it without dense")
         objective = self.objective(outcomes)
-        x0 = moment_start(self.products, outcomes, self.layout)
+        search = dense_objective(self.products, self.layout, outcomes, self.reml) if dense else objective
         H0 = exact = at_x0 = None
-        if len(self.design.blocks) == 1:  # x0 itself is evaluated in the same call
-            H0, exact, at_x0 = inverse_hessian_fd(objective, x0, centre=True)
-        result = minimize_batch(objective, x0, H0, exact, start=at_x0)
+        if start is not None:
+            x0, H0 = start
+        else:
+            x0 = moment_start(self.products, outcomes, self.layout)
+            if len(self.design.blocks) == 1:  # x0 itself is evaluated in the same call
+                H0, exact, at_x0 = inverse_hessian_fd(search, x0, centre=True)
+        result = minimize_batch(search, x0, H0, exact, start=at_x0)
         theta = self._probe_boundary(outcomes, self.layout.rectify(result.x), result.f)
         converged = self._converged(objective, result, theta)
         # The latest evaluation is often the optimum itself: its factor serves the summaries
         # (a row's numbers do not depend on the batch it was evaluated in).
-        last_theta, last_rows, factor = objective.last
-        if not (np.array_equal(last_rows, np.arange(len(theta))) and np.array_equal(last_theta, theta)):
-            factor = None
+        factor = None
+        if objective.last is not None:
+            last_theta, last_rows, factor = objective.last
+            if not (np.array_equal(last_rows, np.arange(len(theta))) and np.array_equal(last_theta, theta)):
+                factor = None
         return self._summaries(outcomes, theta, result, converged, factor)
+
+    def without_fixed(self, column: int) -> "MixedModel":
+        """The model without fixed-effect ``column`` (the null model of an LRT), its products
+        taken from this model's by dropping the column's row and column of W (bitwise those of
+        a rebuild, :meth:`from_design`; rebuilt for a sparse coupling)."""
+        design = self.design.without_fixed(column)
+        P = self.products
+        if P.coupling is not None:
+            return MixedModel.from_design(design, self.reml)
+        keep = np.delete(np.arange(P.BRR.shape[0]), P.q_rest + column)
+        operators = OutcomeOperators(P.operators.Z1t, P.operators.Wt[keep], np.linalg.pinv(design.X))
+        # The start's level moments (``derived["moments"]``) depend on the random part only.
+        derived = {"moments": P.derived["moments"]} if "moments" in P.derived else {}
+        m, k1, l1 = P.BR1.shape
+        BR1 = _same_layout(P.BR1.reshape(m, k1 * l1), P.BR1.reshape(m, k1 * l1)[keep]).reshape(len(keep), k1, l1)
+        products = dataclasses.replace(P, p=design.p, BR1=BR1, BRR=_same_layout(P.BRR, P.BRR[np.ix_(keep, keep)]),
+                                       operators=operators, derived=derived)
+        return MixedModel(design, products, self.layout, self.reml)
 
     def _converged(self, objective, result, theta: np.ndarray) -> np.ndarray:
         """lme4's verdict (``checkConv``): converged when the optimiser says so, when the fit is
@@ -241,8 +281,15 @@ class MixedModel:
                 float(criterion[r]), P.n, bool(converged[r]),
                 bool(singular[r]), int(result.iterations[r]), int(result.evaluations[r]),
                 tuple(components), theta_names, pca, self, outcomes.take(np.array([r])),
+                (result.x[r], result.H[r]),
             ))
         return fits
+
+
+def _same_layout(original: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """``part`` of ``original`` in its memory order (Fortran or C): BLAS kernels can round
+    differently on the two, and a derived model must give a rebuilt one's numbers."""
+    return np.asfortranarray(part) if original.flags.f_contiguous and not original.flags.c_contiguous else part
 
 
 def _block_diagonal(blocks: list[np.ndarray]) -> np.ndarray:

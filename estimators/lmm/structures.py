@@ -64,12 +64,29 @@ def factors_with_slopes(data: pd.DataFrame, predictor: str, factors: Sequence[st
     """The factors within whose levels ``predictor`` varies (for at least one level): those a
     design-driven structure gives a slope."""
     out = []
+    values, n_values = _codes(data[predictor])
     for factor in factors:
         if factor not in data.columns:
             raise InputError(f"grouping column {factor!r} is not in the data")
-        if (data.groupby(factor, sort=False)[predictor].nunique() > 1).any():
+        levels, _ = _codes(data[factor])
+        seen = (levels >= 0) & (values >= 0)  # missing values count for neither, as in nunique
+        pairs = np.unique(levels[seen] * n_values + values[seen])  # the (level, value) pairs present
+        if np.any(np.bincount(pairs // n_values) > 1):
             out.append(factor)
     return tuple(out)
+
+
+def _codes(column: pd.Series) -> tuple[np.ndarray, int]:
+    """Integer codes of a column's values (-1 for missing) and the number of distinct values."""
+    values = column.to_numpy()
+    if values.dtype.kind in "biuf":  # numbers: np.unique, much cheaper than pandas on short columns
+        missing = np.isnan(values) if values.dtype.kind == "f" else np.zeros(len(values), dtype=bool)
+        uniques, codes = np.unique(values[~missing], return_inverse=True)
+        out = np.full(len(values), -1, dtype=np.int64)
+        out[~missing] = codes
+        return out, max(len(uniques), 1)
+    codes, uniques = pd.factorize(column, sort=False)
+    return codes.astype(np.int64), max(len(uniques), 1)
 
 
 def slope_variance(fit: MixedFit, factor: str) -> float:

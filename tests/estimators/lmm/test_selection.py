@@ -4,11 +4,13 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import estimators
 import sims
 from estimators.lmm.selection import LMMParsimonious, LMMSelectAIC, LMMSelectLRT, candidates
+from estimators.lmm.structures import factors_with_slopes
 
 NAMES = {"max", "zcp", "zcp_no_subject_slope", "zcp_no_item_slope", "intercepts"}
 
@@ -19,6 +21,25 @@ def test_candidates():
     assert pool[0].formula == "y ~ condition + (1 + condition | subject) + (1 + condition | item)"
     assert pool[2].formula == "y ~ condition + (1 | subject) + (1 + condition || item)"
     assert [c.name for c in candidates("y", "x", ["g"])] == ["max", "zcp", "intercepts"]
+
+
+def test_factors_with_slopes_agree_with_pandas_nunique():
+    """A factor gets a slope when the predictor takes two or more values (missing ones not
+    counted) within one of its levels: numeric, string and missing codes, against groupby."""
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        n = 12
+        data = pd.DataFrame({
+            "x": rng.choice([0.0, 1.0, np.nan], size=n, p=[0.45, 0.45, 0.1]),
+            "s": rng.choice(["a", "b", "c", "d"], size=n),
+            "g": rng.integers(0, 6, size=n),
+            "w": np.repeat([0.5, -0.5], n // 2),
+            "h": np.repeat(np.arange(4), 3),
+        })
+        for predictor in ("x", "s", "w"):
+            expected = tuple(f for f in ("g", "h", "s") if f != predictor
+                             and (data.groupby(f, sort=False)[predictor].nunique() > 1).any())
+            assert factors_with_slopes(data, predictor, [f for f in ("g", "h", "s") if f != predictor]) == expected
 
 
 def crossed(n_reps: int, seed: int, **params):
