@@ -173,7 +173,7 @@ def test_check_dgp_names_the_failing_check(broken, failing):
     ("clustered", "n_subjects", 0),
     ("clustered", "n_conditions", 1),
     ("clustered", "var_slope", -1.0),
-    ("clustered", "cov_intercept_slope", 200.0),  # |cov| > sqrt(823.6 * 15.3): not positive semi-definite
+    ("clustered", "correlation_intercept_slope", -1.01),
     ("clustered", "trials_distribution", "geometric"),
     ("clustered", "random_effects_df", 2.0),
     ("clustered", "random_effects_skewness", 0.0),
@@ -223,21 +223,21 @@ def test_clustered_recovers_variance_components():
     means, variances = cells.mean().unstack(), cells.var().unstack()
     y0, d = means[0] - dgp.intercept, means[1] - means[0] - dgp.slope
     # Per subject, unbiased: E[y0^2 - s0^2/n] = var_intercept, E[d^2 - (s0^2 + s1^2)/n] = var_slope,
-    # E[y0 d + s0^2/n] = cov_intercept_slope, E[s^2] = var_residual.
+    # E[y0 d + s0^2/n] = the covariance -3.2, E[s^2] = var_residual.
     checks = {
-        "var_intercept": y0**2 - variances[0] / n,
-        "var_slope": d**2 - (variances[0] + variances[1]) / n,
-        "cov_intercept_slope": y0 * d + variances[0] / n,
-        "var_residual": variances.stack(),
+        "var_intercept": (y0**2 - variances[0] / n, dgp.var_intercept),
+        "var_slope": (d**2 - (variances[0] + variances[1]) / n, dgp.var_slope),
+        "covariance": (y0 * d + variances[0] / n, -3.2),
+        "var_residual": (variances.stack(), dgp.var_residual),
     }
-    for name, values in checks.items():
-        assert_within(*mean_and_se(values), getattr(dgp, name), name)
+    for name, (values, expected) in checks.items():
+        assert_within(*mean_and_se(values), expected, name)
 
 
 @pytest.mark.parametrize("law", ["normal", "t", "skewed"])
 def test_random_effects_laws_keep_the_stated_covariance(law):
     dgp = sims.build("clustered", n_subjects=200_000, random_effects=law, random_effects_df=10.0,
-                     var_intercept=4.0, var_slope=1.0, cov_intercept_slope=-1.2)
+                     var_intercept=4.0, var_slope=1.0, correlation_intercept_slope=-0.6)
     u = dgp.draw_random_effects(rng(2))
     for (a, b), expected in np.ndenumerate(dgp.random_effects_covariance):
         assert_within(*mean_and_se(u[:, a] * u[:, b]), expected, f"{law} covariance[{a}, {b}]")
@@ -258,7 +258,7 @@ def test_t_random_effects_have_t_tails():
 
 def test_skewed_random_effects_have_the_stated_skewness():
     dgp = sims.build("clustered", n_subjects=200_000, random_effects="skewed", random_effects_skewness=1.5,
-                     var_intercept=4.0, var_slope=1.0, cov_intercept_slope=-1.2)
+                     var_intercept=4.0, var_slope=1.0, correlation_intercept_slope=-0.6)
     u = dgp.draw_random_effects(rng(4))
     L = lower_cholesky(dgp.random_effects_covariance)
     gamma = dgp.random_effects_skewness

@@ -51,6 +51,18 @@ def test_grid_run_gives_one_dataset_with_a_dim_per_factor(tmp_path):
     assert list(summary.columns[:3]) == ["n_subjects", "slope", "estimator"]
 
 
+
+def test_switching_random_slopes_off_needs_one_override(tmp_path, monkeypatch):
+    """README's `clustersim dgp.n_subjects=48 dgp.var_slope=0`: the intercept-slope dependence
+    is a correlation, so the covariance follows the slope variance to 0. In-process (the
+    command's own ``main``)."""
+    monkeypatch.setattr(sys, "argv", ["clustersim", f"hydra.run.dir={tmp_path}", "dgp.n_subjects=48", "dgp.var_slope=0",
+                                      "n_reps=4", "runner.n_jobs=1", "print_table=false", "report=false",
+                                      "estimators={ols_cr1: ols_cr1}"])
+    main()
+    ds = xr.open_zarr(tmp_path / "results.zarr")
+    assert "var_slope: 0" in ds.attrs["config"] and "n_subjects: 48" in ds.attrs["config"]
+
 BAD_INPUTS = [
     (["dgp=nope"], "dgp"),
     (["estimators.extra=nope"], "estimators.extra"),
@@ -58,7 +70,7 @@ BAD_INPUTS = [
     (["n_reps=abc"], "n_reps"),
     (["alpha=1.5"], "alpha"),
     (["dgp.var_intercept=-1"], "dgp.var_intercept"),
-    (["dgp.cov_intercept_slope=200"], "dgp.cov_intercept_slope"),
+    (["dgp.correlation_intercept_slope=2"], "dgp.correlation_intercept_slope"),
     (["dgp.n_subject=3"], "dgp.n_subject"),
     (["grid.dgp.nope=[1,2]"], "grid.dgp.nope"),
     (["grid.dgp.n_subjects=[]"], "grid.dgp.n_subjects"),
