@@ -30,6 +30,7 @@ from analysis.calibration import CalibrationResult, check_calibration, describe_
 from analysis.measures import lookup, summarise
 from analysis.replicates import VALID_STATUSES
 from analysis.schema import RESULTS, grid_dims, open_results
+from analysis.table import POWER, TYPE_I_ERROR, cell_tables, column_name
 from estimators.result import Status
 
 REPORT = "report.html"
@@ -156,39 +157,26 @@ def frame_to_html(frame: pd.DataFrame, text_columns: Sequence[str] = (), verdict
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
-def _cell_text(value: float, mcse: float) -> str:
-    if not np.isfinite(value):
-        return "-"
-    digits = 3 if abs(value) < 100 else 1
-    return f"{value:.{digits}f} ({mcse:.{digits}f})" if np.isfinite(mcse) else f"{value:.{digits}f}"
-
-
-def summary_tables(summary: xr.Dataset, measures: Sequence[str] = TABLE_MEASURES) -> str:
-    """One table per grid cell: rows estimator x term, columns ``value (MCSE)`` of ``measures``."""
-    measures = [m for m in measures if m in summary["measure"].values]
-    grid = [d for d in summary["value"].dims if d not in ("estimator", "term", "measure")]
-    frame = summary.sel(measure=measures).to_dataframe().reset_index()
-    frame["shown"] = [_cell_text(v, m) for v, m in zip(frame["value"], frame["mcse"])]
+def summary_tables(summary: xr.Dataset, measures: Sequence[str] = TABLE_MEASURES,
+                   truth: xr.DataArray | None = None) -> str:
+    """One table per grid cell: rows estimator x term, columns ``value (MCSE)`` of ``measures``
+    in words (:func:`analysis.table.cell_tables`)."""
     blocks = []
-    groups = frame.groupby(grid, sort=False) if grid else [((), frame)]
-    for key, part in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        table = part.pivot_table(index=["estimator", "term"], columns="measure", values="shown", aggfunc="first",
-                                 sort=False)[measures].reset_index()
-        table.columns.name = None
-        n = int(part["n"].max())
-        header = ", ".join(f"{d} = {k}" for d, k in zip(grid, key))
+    for cell, n, table in cell_tables(summary, measures, truth):
+        header = ", ".join(f"{d} = {k}" for d, k in cell.items())
         title = f"<h3>{_e(header)}</h3>" if header else ""
         blocks.append(f"{title}<p class='sub'>value (Monte Carlo SE); up to {n} replicates</p>"
-                      + frame_to_html(table, text_columns=("estimator", "term")))
+                      + frame_to_html(table.reset_index(), text_columns=("estimator", "term")))
     return "\n".join(blocks)
 
 
 def measure_key(summary: xr.Dataset, measures: Sequence[str] = TABLE_MEASURES) -> str:
-    """What each column of :func:`summary_tables` is: the measure's label, as HTML."""
+    """What each column of :func:`summary_tables` is: the measure's label, as HTML (the
+    rejection rate is power where the truth is not 0, Type I error where it is)."""
     alpha = float(summary.attrs.get("alpha", 0.05))
     shown = [m for m in measures if m in summary["measure"].values]
-    return "; ".join(f"<code>{_e(m)}</code> {_e(lookup(m, alpha).label)}" for m in shown)
+    return "; ".join(f"<code>{_e(column_name(m) if m != 'rejection' else f'{POWER} / {TYPE_I_ERROR}')}</code> "
+                     f"{_e(lookup(m, alpha).label)}" for m in shown)
 
 
 def status_table(ds: xr.Dataset) -> pd.DataFrame:
@@ -295,7 +283,7 @@ def build_html(ds: xr.Dataset, run_dir: Path, summary: xr.Dataset, calibration: 
 
 <h2 id="summary">Summary</h2>
 <p>{measures_text}</p>
-{summary_tables(summary)}
+{summary_tables(summary, truth=ds['truth'])}
 <details><summary>All measures ({len(full)} rows)</summary>
 {frame_to_html(full, text_columns=[c for c in full.columns if c not in ("value", "mcse", "n")])}
 </details>

@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import hydra
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -122,7 +123,8 @@ def _run_study(cfg: DictConfig, output_dir: Path) -> None:
     to_tidy(summary).to_csv(output_dir / SUMMARY, index=False)
     log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)
     if cfg.get("print_table", True):
-        print(format_table(summary))
+        print(format_table(summary, truth=dataset["truth"],
+                           estimators=yaml.safe_load(dataset.attrs["config"])["estimators"]))
     if cfg.get("report", True):
         from analysis.report import write_report  # matplotlib only when a report is asked for
 
