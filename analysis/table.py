@@ -22,7 +22,8 @@ HEADLINE = ("bias", "empse", "modelse", "coverage", "rejection", "failure_rate")
 # Column names in words; ``rejection`` becomes POWER or TYPE_I_ERROR by the term's truth.
 WORDS = {"bias": "bias", "relbias": "relative bias (%)", "empse": "empirical SE", "modelse": "model SE",
          "relerror_modelse": "model SE error (%)", "coverage": "coverage", "becoverage": "bias-eliminated coverage",
-         "mse": "MSE", "rmse": "RMSE", "ci_width": "interval width", "failure_rate": "failures"}
+         "mse": "MSE", "rmse": "RMSE", "ci_width": "interval width", "failure_rate": "failures",
+         "coverage_all": "coverage (failures miss)", "rejection_all": "rejection (failures count)"}
 POWER, TYPE_I_ERROR, REJECTION = "power", "Type I error", "rejection rate"
 VALUE_DIGITS, MCSE_DIGITS = 4, 2
 ZERO_DECIMALS = 3  # a value and MCSE both 0 (no failures): 0.000 (0.000)
@@ -44,6 +45,7 @@ def value_with_mcse(value: float, mcse: float) -> str:
     decimals = min(_decimals(mcse, MCSE_DIGITS), _decimals(value, VALUE_DIGITS))
     decimals = ZERO_DECIMALS if math.isinf(decimals) else int(decimals)
     shown = f"{value:.{decimals}f}"
+    shown = shown.lstrip("-") if float(shown) == 0 else shown  # -0.04 at 1 decimal is 0.0, not -0.0
     return f"{shown} ({mcse:.{decimals}f})" if math.isfinite(mcse) else shown
 
 

@@ -9,6 +9,7 @@ line on stderr and a non-zero exit, never a traceback (:mod:`sims.run.errors`; `
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -33,13 +34,15 @@ from sims.run.errors import DEBUG_ENV, describe, interrupts_in_main_only, stop
 from sims.run.lock import run_directory_lock
 from sims.run.rundir import run_in_directory
 from sims.run.runner import release_workers
-from analysis.schema import RESULTS
+from analysis.schema import COMMAND, RESULTS
 from sims.run.study import StudySchema, validate
 
 log = logging.getLogger("clustersim")
 
 CONFIG_GROUPS = ("dgp", "runner", "experiment", "estimator_set")
 SUMMARY = "summary.csv"
+# The arguments as typed, for .hydra/command.yaml (preflight rewrites them before Hydra sees them).
+TYPED_ARGS_ENV = "CLUSTERSIM_TYPED_ARGS"
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -117,6 +120,7 @@ def _run(cfg: DictConfig) -> None:
 
 def _run_study(cfg: DictConfig, output_dir: Path) -> None:
     study = validate(cfg)
+    _write_command(output_dir)
     dataset = run_in_directory(study, output_dir)
     release_workers(study)
     summary = summarise(dataset)
@@ -129,6 +133,14 @@ def _run_study(cfg: DictConfig, output_dir: Path) -> None:
         from analysis.report import write_report  # matplotlib only when a report is asked for
 
         log.info("wrote %s", write_report(output_dir, summary=summary))
+
+
+def _write_command(output_dir: Path) -> None:
+    """The arguments as typed into .hydra/command.yaml (where Hydra keeps its own record)."""
+    hydra_dir = output_dir / ".hydra"
+    typed = os.environ.get(TYPED_ARGS_ENV)
+    if typed is not None and hydra_dir.is_dir():
+        (hydra_dir / COMMAND).write_text(yaml.safe_dump(json.loads(typed), default_flow_style=False))
 
 
 _hydra_main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_run)
@@ -166,6 +178,7 @@ def main() -> None:
     if "--debug" in args:
         args = [a for a in args if a != "--debug"]
         os.environ[DEBUG_ENV] = "1"  # read by the jobs too, which a launcher may run elsewhere
+    os.environ[TYPED_ARGS_ENV] = json.dumps(args)
     try:
         with interrupts_in_main_only():
             sys.argv = [sys.argv[0], *preflight(args)]
