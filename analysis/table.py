@@ -91,9 +91,9 @@ def cell_tables(summary: xr.Dataset, measures: Sequence[str] = HEADLINE,
 
 def describe_estimator(params: Mapping[str, Any]) -> str:
     """One line for an estimator's config: its class, its formula, its other scalar parameters,
-    e.g. ``OLS  y ~ X  (vcov CR1, cluster subject)``."""
+    e.g. ``OLS  y ~ X  (vcov CR1, cluster subject)``; booleans as in YAML (``reml true``)."""
     kind = str(params.get("_target_", "?")).rsplit(".", 1)[-1]
-    others = [f"{k} {v}" for k, v in params.items()
+    others = [f"{k} {str(v).lower() if isinstance(v, bool) else v}" for k, v in params.items()
               if k not in UNDESCRIBED and v is not None and not isinstance(v, (Mapping, list, tuple))]
     formula = params.get("formula")
     return "  ".join(filter(None, [kind, str(formula) if formula else "", f"({', '.join(others)})" if others else ""]))

@@ -54,7 +54,7 @@ def test_table_names_measures_in_words_and_leaves_out_unreported_terms():
     slope = next(line for line in text.splitlines() if " slope " in line)
     null = next(line for line in text.splitlines() if "null_term" in line)
     assert "0.800 (0.080)" in slope and "0.800" not in null and "0.0600 (0.0060)" in null
-    assert text.count("LMM  y ~ X + (1 | s)  (reml True)") == 1
+    assert text.count("LMM  y ~ X + (1 | s)  (reml true)") == 1
 
 
 def readme_table() -> str:
