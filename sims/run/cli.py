@@ -20,6 +20,7 @@ from pathlib import Path
 import hydra
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig
@@ -136,10 +137,11 @@ def _run_study(cfg: DictConfig, output_dir: Path) -> None:
 
 
 def _write_command(output_dir: Path) -> None:
-    """The arguments as typed into .hydra/command.yaml (where Hydra keeps its own record)."""
+    """The arguments as typed into .hydra/command.yaml (where Hydra keeps its own record). Not
+    for a job of a multirun, whose own overrides are one combination of the typed sweep."""
     hydra_dir = output_dir / ".hydra"
     typed = os.environ.get(TYPED_ARGS_ENV)
-    if typed is not None and hydra_dir.is_dir():
+    if typed is not None and hydra_dir.is_dir() and HydraConfig.get().mode != RunMode.MULTIRUN:
         (hydra_dir / COMMAND).write_text(yaml.safe_dump(json.loads(typed), default_flow_style=False))
 
 
