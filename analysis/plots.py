@@ -47,9 +47,18 @@ def measure_label(measure: str, alpha: float) -> str:
 
 
 def style(index: int) -> dict:
-    """Colour, marker and line style of the estimator at position ``index``."""
-    return {"color": OKABE_ITO[index % len(OKABE_ITO)], "marker": MARKERS[index % len(MARKERS)],
-            "linestyle": LINESTYLES[(index // len(OKABE_ITO)) % len(LINESTYLES)]}
+    """Colour, marker and line style of the estimator at position ``index``.
+
+    With C colours and M markers (C = M = 8) and L line styles (4): colour i mod C; in round
+    k = i div C of the colours, marker (i + k + k div M) mod M and line style k mod L. Shifting
+    the markers by one per round keeps (colour, marker) unique for the first C x M = 64
+    estimators (the only cues of plots without lines), and (colour, marker, line style) unique
+    for the first 256.
+    """
+    k = index // len(OKABE_ITO)
+    return {"color": OKABE_ITO[index % len(OKABE_ITO)],
+            "marker": MARKERS[(index + k + k // len(MARKERS)) % len(MARKERS)],
+            "linestyle": LINESTYLES[k % len(LINESTYLES)]}
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -468,7 +477,7 @@ def plot_nested_loop(ds: xr.Dataset, measure: str = "rejection", term: str | Non
 def plot_estimates(ds: xr.Dataset, terms: Sequence[str] | None = None, cell_list: Sequence[dict] | None = None,
                    max_cells: int = 6, max_reps: int = 20000) -> Figure:
     """Distribution of each estimator's valid estimates (violin, with the median and quartiles
-    as a box and the mean as a white dot) against the truth (vertical line), a row per grid cell
+    as a box, the median as a tick across it and the mean as a white dot) against the truth (vertical line), a row per grid cell
     (at most ``max_cells``) and a column per term. Uses the first ``max_reps`` replicates."""
     terms = list(terms or default_terms(ds))
     all_cells = cells(ds) if cell_list is None else list(cell_list)
@@ -499,7 +508,7 @@ def plot_estimates(ds: xr.Dataset, terms: Sequence[str] | None = None, cell_list
                 for values, position in zip(data, positions):
                     q1, median, q3 = np.percentile(values, [25, 50, 75])
                     ax.plot([q1, q3], [position, position], color="#222222", linewidth=3, solid_capstyle="butt")
-                    ax.plot([median], [position], marker="|", color="white", markersize=8, markeredgewidth=2)
+                    ax.plot([median], [position], marker="|", color="#222222", markersize=16, markeredgewidth=2)
                     ax.plot([values.mean()], [position], marker="o", color="white", markeredgecolor="#222222",
                             markersize=4)
             ax.axvline(theta, color="#222222", linestyle="--", linewidth=1)
@@ -513,6 +522,8 @@ def plot_estimates(ds: xr.Dataset, terms: Sequence[str] | None = None, cell_list
         fig.suptitle(f"first {len(shown)} of {len(all_cells)} grid cells")
     extra = [Line2D([], [], color="#222222", linestyle="--", label="truth"),
              Line2D([], [], color="#222222", linewidth=3, label="quartiles"),
+             Line2D([], [], color="#222222", marker="|", markersize=12, markeredgewidth=2, linestyle="none",
+                    label="median"),
              Line2D([], [], color="white", marker="o", markeredgecolor="#222222", linestyle="none", label="mean")]
     fig.legend(handles=extra, loc="outside right upper", frameon=False)
     return fig

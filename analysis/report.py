@@ -29,7 +29,8 @@ from analysis import plots
 from analysis.calibration import CalibrationResult, check_calibration, describe_settings, display_table
 from analysis.measures import lookup, summarise
 from analysis.replicates import VALID_STATUSES
-from analysis.schema import RESULTS, grid_dims, open_results
+from analysis.schema import COMMAND, RESULTS, grid_dims, open_results
+from analysis.table import POWER, TYPE_I_ERROR, cell_tables, column_name
 from estimators.result import Status
 
 REPORT = "report.html"
@@ -85,8 +86,8 @@ def figures(ds: xr.Dataset, summary: xr.Dataset, save_dir: Path | None = None) -
                   "intervals the boundary meets the dashed nominal line inside the grey Monte Carlo band.",
                   lambda: plots.plot_zip(ds, term=term, cell=first_cell)))
     specs.append(("estimates", "Distribution of the estimates",
-                  "Violins of the valid estimates per estimator, with quartiles (bar), median (white tick) and "
-                  "mean (white dot); dashed: the truth.",
+                  "Violins of the valid estimates per estimator, with quartiles (black bar), median (black tick "
+                  "across the bar) and mean (white dot); dashed: the truth.",
                   lambda: plots.plot_estimates(ds)))
     out = []
     for key, title, caption, draw in specs:
@@ -110,14 +111,14 @@ nav a { margin-right: 1rem; }
 pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0 1rem; }
 th, td { border: 1px solid #d0d0d0; padding: 0.2rem 0.5rem; text-align: right; white-space: nowrap; }
-th { background: #f0f0f0; } td.text, th.text { text-align: left; }
+th { background: #f0f0f0; white-space: normal; } td.text, th.text { text-align: left; }
 td.PASS { background: #e3f2e8; color: #0b5d2a; font-weight: 600; text-align: center; }
 td.FAIL { background: #fbe3dc; color: #8a1c00; font-weight: 600; text-align: center; }
 .verdict { padding: 0.6rem 1rem; border-radius: 4px; font-weight: 600; display: inline-block; }
 .verdict.PASS { background: #e3f2e8; color: #0b5d2a; } .verdict.FAIL { background: #fbe3dc; color: #8a1c00; }
 figure { margin: 1.5rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #333; font-size: 0.9rem; max-width: 60rem; }
-.scroll { overflow-x: auto; }
+.scroll { overflow-x: auto; max-width: 100%; }  /* a table wider than the page scrolls inside itself */
 #image-warning { display: none; background: #fbe3dc; padding: 0.5rem; }
 """
 
@@ -156,39 +157,26 @@ def frame_to_html(frame: pd.DataFrame, text_columns: Sequence[str] = (), verdict
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
-def _cell_text(value: float, mcse: float) -> str:
-    if not np.isfinite(value):
-        return "-"
-    digits = 3 if abs(value) < 100 else 1
-    return f"{value:.{digits}f} ({mcse:.{digits}f})" if np.isfinite(mcse) else f"{value:.{digits}f}"
-
-
-def summary_tables(summary: xr.Dataset, measures: Sequence[str] = TABLE_MEASURES) -> str:
-    """One table per grid cell: rows estimator x term, columns ``value (MCSE)`` of ``measures``."""
-    measures = [m for m in measures if m in summary["measure"].values]
-    grid = [d for d in summary["value"].dims if d not in ("estimator", "term", "measure")]
-    frame = summary.sel(measure=measures).to_dataframe().reset_index()
-    frame["shown"] = [_cell_text(v, m) for v, m in zip(frame["value"], frame["mcse"])]
+def summary_tables(summary: xr.Dataset, measures: Sequence[str] = TABLE_MEASURES,
+                   truth: xr.DataArray | None = None) -> str:
+    """One table per grid cell: rows estimator x term, columns ``value (MCSE)`` of ``measures``
+    in words (:func:`analysis.table.cell_tables`)."""
     blocks = []
-    groups = frame.groupby(grid, sort=False) if grid else [((), frame)]
-    for key, part in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        table = part.pivot_table(index=["estimator", "term"], columns="measure", values="shown", aggfunc="first",
-                                 sort=False)[measures].reset_index()
-        table.columns.name = None
-        n = int(part["n"].max())
-        header = ", ".join(f"{d} = {k}" for d, k in zip(grid, key))
+    for cell, n, table in cell_tables(summary, measures, truth):
+        header = ", ".join(f"{d} = {k}" for d, k in cell.items())
         title = f"<h3>{_e(header)}</h3>" if header else ""
         blocks.append(f"{title}<p class='sub'>value (Monte Carlo SE); up to {n} replicates</p>"
-                      + frame_to_html(table, text_columns=("estimator", "term")))
+                      + frame_to_html(table.reset_index(), text_columns=("estimator", "term")))
     return "\n".join(blocks)
 
 
 def measure_key(summary: xr.Dataset, measures: Sequence[str] = TABLE_MEASURES) -> str:
-    """What each column of :func:`summary_tables` is: the measure's label, as HTML."""
+    """What each column of :func:`summary_tables` is: the measure's label, as HTML (the
+    rejection rate is power where the truth is not 0, Type I error where it is)."""
     alpha = float(summary.attrs.get("alpha", 0.05))
     shown = [m for m in measures if m in summary["measure"].values]
-    return "; ".join(f"<code>{_e(m)}</code> {_e(lookup(m, alpha).label)}" for m in shown)
+    return "; ".join(f"<code>{_e(column_name(m) if m != 'rejection' else f'{POWER} / {TYPE_I_ERROR}')}</code> "
+                     f"{_e(lookup(m, alpha).label)}" for m in shown)
 
 
 def status_table(ds: xr.Dataset) -> pd.DataFrame:
@@ -244,15 +232,30 @@ def calibration_html(result: CalibrationResult) -> str:
             + frame_to_html(shown, text_columns=text_columns, verdict_column="verdict") + "</details>")
 
 
+def study_title(ds: xr.Dataset, run_dir: Path) -> str:
+    """``clustersim report: <experiment>, DGP <name> (<class>)``: the experiment and DGP Hydra
+    chose (``.hydra/hydra.yaml``), else the DGP class of the stored config."""
+    hydra_yaml = _read_text(run_dir / ".hydra" / "hydra.yaml")
+    try:
+        choices = (yaml.safe_load(hydra_yaml) or {})["hydra"]["runtime"]["choices"] if hydra_yaml else {}
+        target = str((yaml.safe_load(ds.attrs.get("config", "")) or {})["dgp"]["_target_"]).rsplit(".", 1)[-1]
+    except (yaml.YAMLError, KeyError, TypeError):
+        choices, target = {}, "?"
+    experiment = choices.get("experiment") or "default study"
+    dgp = f"{choices['dgp']} ({target})" if choices.get("dgp") else target
+    return f"clustersim report: {experiment}, DGP {dgp}"
+
+
 def build_html(ds: xr.Dataset, run_dir: Path, summary: xr.Dataset, calibration: CalibrationResult,
                figure_list: Sequence[ReportFigure]) -> str:
     """The whole page as a string."""
     dims = grid_dims(ds)
     n_cells = int(np.prod([ds.sizes[d] for d in dims])) if dims else 1
-    title = f"clustersim report: {run_dir.resolve().name}"
+    title = study_title(ds, run_dir)
     stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     overrides = _read_text(run_dir / ".hydra" / "overrides.yaml")
-    swept = " ".join(str(item) for item in (_yaml_list(overrides) or []))
+    typed = _yaml_list(_read_text(run_dir / ".hydra" / COMMAND))
+    swept = " ".join(str(item) for item in (typed if typed is not None else _yaml_list(overrides) or []))
     intro = (f"{n_cells} grid cell(s) x {ds.sizes['rep']} replicates x {ds.sizes['estimator']} estimator(s) "
              f"({', '.join(plots.estimator_names(ds))}); seed {ds.attrs.get('seed', '?')}, "
              f"alpha {ds.attrs.get('alpha', '?')}. Written {stamp} from {run_dir.resolve()}."
@@ -295,7 +298,7 @@ def build_html(ds: xr.Dataset, run_dir: Path, summary: xr.Dataset, calibration: 
 
 <h2 id="summary">Summary</h2>
 <p>{measures_text}</p>
-{summary_tables(summary)}
+{summary_tables(summary, truth=ds['truth'])}
 <details><summary>All measures ({len(full)} rows)</summary>
 {frame_to_html(full, text_columns=[c for c in full.columns if c not in ("value", "mcse", "n")])}
 </details>
@@ -307,7 +310,8 @@ def build_html(ds: xr.Dataset, run_dir: Path, summary: xr.Dataset, calibration: 
 {figures_html}
 
 <h2 id="config">Config</h2>
-{f"<h3>Overrides</h3><pre>{_e(overrides)}</pre>" if overrides else ""}
+{f"<h3>Command line</h3><pre>clustersim {_e(swept)}</pre>" if typed is not None else ""}
+{f"<h3>Overrides (as Hydra applied them)</h3><pre>{_e(overrides)}</pre>" if overrides else ""}
 <h3>Resolved config</h3>
 <pre>{_e(config)}</pre>
 

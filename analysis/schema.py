@@ -20,6 +20,9 @@ import xarray as xr
 from estimators.result import NUMERIC_COLUMNS, Status
 
 RESULTS = "results.zarr"  # the store's name in a run directory
+# The command line's arguments as typed, a YAML list in the run directory's .hydra/ (Hydra's
+# overrides.yaml holds them as clustersim rewrote them for Hydra).
+COMMAND = "command.yaml"
 PER_TERM = NUMERIC_COLUMNS  # estimate, std_error, df, ci_lower, ci_upper, p_value
 STATUS_ATTRS = {
     "flag_values": [int(s) for s in Status],

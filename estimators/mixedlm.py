@@ -1,8 +1,10 @@
 """statsmodels' MixedLM: the reference "what statsmodels gives you" linear mixed model.
 
 Random intercept (``re_formula=None``) or random intercept and slopes (``re_formula="~X"``)
-for one grouping column, fitted by REML (or ML) with L-BFGS, fixed effects tested by Wald z
-(df = inf), as ``MixedLMResults.summary()`` reports them.
+for one grouping column, fitted by REML (or ML) with statsmodels' own optimiser order (BFGS,
+then L-BFGS, then CG, each started where the previous stopped; L-BFGS alone meets a singular
+Hessian on lme4's Dyestuff), fixed effects tested by Wald z (df = inf), as
+``MixedLMResults.summary()`` reports them.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ class MixedLM(Estimator):
         model = _StatsmodelsMixedLM.from_formula(self.formula, data, groups=self.groups, re_formula=self.re_formula)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = model.fit(reml=self.reml, method=["lbfgs"])
+            result = model.fit(reml=self.reml)
         estimate = np.asarray(result.fe_params, dtype=float)
         std_error = np.asarray(result.bse_fe, dtype=float)
         status, message = Status.ok, ""

@@ -12,7 +12,7 @@ import numpy as np
 
 from estimators import sandwich
 from estimators.base import SharedDesignEstimator
-from estimators.design import Design
+from estimators.design import Design, InputError
 from estimators.params import require, require_one_of, require_probability
 from estimators.result import FitResult, wald_inference_batch
 
@@ -64,8 +64,11 @@ class OLS(SharedDesignEstimator):
                                             lambda: sandwich.hc_weighted_outer(X, M, self.vcov))
             return sandwich.vcov_hc(X, M, E, self.vcov, weighted_outer), float(n - p)
         clusters, G, kind = design.clusters, design.n_clusters, self.vcov
-        adjustments = design.derived(("cluster_adjustments", kind),
-                                     lambda: sandwich.cluster_adjustments(X, M, clusters, G, kind))
+        try:
+            adjustments = design.derived(("cluster_adjustments", kind),
+                                         lambda: sandwich.cluster_adjustments(X, M, clusters, G, kind))
+        except sandwich.UndefinedAdjustment as error:
+            raise InputError(f"cluster {self.cluster!r}: {error}") from None
         adjusted_X = None if adjustments is None else design.derived(
             ("adjusted_design", kind), lambda: sandwich.adjusted_design(X, clusters, adjustments))
         V = sandwich.vcov_cr(X, M, E, clusters, G, kind, adjusted_X, design.indicator)

@@ -8,8 +8,13 @@ matrix ``E`` (n, R) holding one column per replicate, and return covariance matr
     V = M (sum_g X_g' W_g e_g e_g' W_g' X_g) M
 
 CR0: W_g = I.  CR1: CR0 x G/(G-1) x (n-1)/(n-p) (Stata, statsmodels, sandwich HC1).
-CR2 (Bell & McCaffrey 2002): W_g = (I - H_gg)^{-1/2}, symmetric inverse square root.
-CR3: W_g = (I - H_gg)^{-1}, close to the leave-one-cluster-out jackknife.
+CR2 (Bell & McCaffrey 2002): W_g = (I - H_gg)^{-1/2}, the symmetric inverse square root, a
+generalised one where I - H_gg is singular (clubSandwich's convention, Pustejovsky & Tipton
+2018): with I - H_gg = V diag(d) V', W_g = V diag(d_k^{-1/2} if d_k > 1e-12 else 0) V'. A
+null direction of I - H_gg is one the fit reproduces exactly (a cluster's own fixed effect),
+so the residuals e_g have no component along it and setting its weight to 0 loses nothing.
+CR3: W_g = (I - H_gg)^{-1}, close to the leave-one-cluster-out jackknife; undefined (InputError)
+when I - H_gg is singular (UndefinedAdjustment), since leaving that cluster out leaves a coefficient unidentified.
 HC0-HC3 (MacKinnon & White 1985) are the one-observation-per-cluster cases.
 """
 from __future__ import annotations
@@ -21,6 +26,13 @@ import scipy.sparse as sp
 
 HCType = Literal["HC0", "HC1", "HC2", "HC3"]
 CRType = Literal["CR0", "CR1", "CR2", "CR3"]
+
+# Eigenvalues of I - H_gg at or below this count as 0 (clubSandwich's Sym_power tolerance).
+NULL_EIGENVALUE = 1e-12
+
+
+class UndefinedAdjustment(ValueError):
+    """CR3's (I - H_gg)^{-1} does not exist: the design, not the data, is at fault."""
 
 
 def columnwise(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -88,7 +100,8 @@ def cluster_indicator(clusters: np.ndarray, n_clusters: int) -> sp.csr_matrix:
 
 
 def cluster_adjustments(X: np.ndarray, M: np.ndarray, clusters: np.ndarray, n_clusters: int, kind: CRType) -> list[np.ndarray] | None:
-    """Per-cluster W_g of CR2 ((I - H_gg)^{-1/2}) or CR3 ((I - H_gg)^{-1}); None for CR0/CR1.
+    """Per-cluster W_g of CR2 ((I - H_gg)^{-1/2}, generalised) or CR3 ((I - H_gg)^{-1}); None
+    for CR0/CR1. See the module docstring for the singular case.
 
     They depend on the design only, so a batch of replicates computes them once.
     """
@@ -99,11 +112,13 @@ def cluster_adjustments(X: np.ndarray, M: np.ndarray, clusters: np.ndarray, n_cl
     for g in range(n_clusters):
         Xg = X[clusters == g]
         values, vectors = np.linalg.eigh(np.eye(len(Xg)) - Xg @ M @ Xg.T)
-        if values.min() <= 1e-12:
-            raise ValueError(
-                f"I - H_gg is singular for cluster {g}: {kind} is undefined when a cluster alone determines a coefficient"
-            )
-        adjustments.append((vectors * values**power) @ vectors.T)
+        positive = values > NULL_EIGENVALUE
+        if kind == "CR3" and not positive.all():
+            raise UndefinedAdjustment(f"I - H_gg is singular for cluster {g}, so CR3 (the leave-one-cluster-out "
+                             f"jackknife) is undefined: without that cluster a coefficient is not identified; use CR2")
+        weights = np.zeros_like(values)
+        weights[positive] = values[positive] ** power
+        adjustments.append((vectors * weights) @ vectors.T)
     return adjustments
 
 

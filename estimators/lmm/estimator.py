@@ -36,7 +36,6 @@ from typing import Literal, Sequence, get_args
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from estimators.base import Estimator
 from estimators.design import InputError
@@ -48,7 +47,7 @@ from estimators.lmm.kenward_roger import kenward_roger
 from estimators.lmm.ftest import (TEST_PREFIX, SatterthwaiteParts, check_test_option, f_p_value, hypothesis_of,
                                   satterthwaite_f, test_terms, wald_f)
 from estimators.lmm.bootstrap import bootstrap_tests
-from estimators.lmm.lrt import deviances, hypothesis_test, likelihood_ratio_tests, reduced_design
+from estimators.lmm.lrt import chi2_sf, deviances, hypothesis_test, likelihood_ratio_tests, reduced_design
 from estimators.lmm.satterthwaite import coefficient_df, contrast_parts, curvature
 from estimators.params import (InvalidParameter, require, require_bool, require_one_of, require_positive_int,
                                require_probability)
@@ -215,7 +214,7 @@ def test_rows(model: MixedModel, fits: list[MixedFit], Y: np.ndarray, inference:
         if inference in LIKELIHOOD_RATIO:
             if inference == "lrt":
                 statistic, q, converged = hypothesis_test(design, Y, L, full, converged_full)
-                p = stats.chi2.sf(statistic, q)
+                p = chi2_sf(statistic, q)
             else:
                 statistic, p, converged = (a[:, 0] for a in bootstrap_tests(
                     design, Y, [reduced_design(design, L)], full, converged_full, rngs, n_boot))

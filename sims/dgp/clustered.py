@@ -1,8 +1,8 @@
 """Subjects x conditions x trials with correlated random intercepts and slopes per subject.
 
     y_sjt = b0 + b1 * X_j + u0_s + u1_s * X_j + e_sjt,
-    (u0_s, u1_s) ~ F, a law with mean 0 and covariance
-                   [[var_intercept, cov_intercept_slope], [cov_intercept_slope, var_slope]],
+    (u0_s, u1_s) ~ F, a law with mean 0 and covariance [[var_intercept, c], [c, var_slope]],
+                   c = correlation_intercept_slope * sqrt(var_intercept * var_slope),
     e_sjt ~ N(0, var_residual),
 
 for subject s = 1..n_subjects, condition X_j = 0..n_conditions-1 (a linear predictor) and trial
@@ -11,6 +11,12 @@ mixed-effect models": 24 subjects x 2 conditions x 10 trials, b = (800, 3), vari
 15.3, covariance -3.2, residual variance 27.4), for which the iid OLS SE of X is near 2.6, the
 cluster-robust one near 0.93, the random-intercept model's near 0.51 and the random-slope
 model's near 0.93.
+
+The dependence is a correlation, so that no variance can contradict it: ``var_slope=0`` alone
+switches the random slopes off (the covariance becomes 0). The default correlation,
+-0.02850664411685109, is the lecture's -3.2 / sqrt(823.6 * 15.3) written to 17 digits, and
+reproduces the covariance -3.2 exactly (as a double), so the default draws are those of the
+lecture's covariance matrix.
 
 Random-effects law F (``random_effects``), always with exactly the covariance above:
 
@@ -46,7 +52,7 @@ from typing import ClassVar, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from sims.dgp.base import DGP, read_only, require, require_nonnegative, require_positive_definite, require_positive_int
+from sims.dgp.base import DGP, read_only, require, require_nonnegative, require_positive_int
 from sims.dgp.crossed import covariance_2x2
 
 TrialsDistribution = Literal["fixed", "poisson", "uniform"]
@@ -83,7 +89,7 @@ def require_subject_design(n_subjects, n_conditions, n_trials, intercept, slope,
     require_positive_int(n_trials, "n_trials")
     for name, value in (("intercept", intercept), ("slope", slope)):
         require(np.isfinite(value), name, f"must be a finite number, got {value!r}")
-    require(np.isfinite(correlation) and -1.0 <= correlation <= 1.0, "intercept_slope_correlation",
+    require(np.isfinite(correlation) and -1.0 <= correlation <= 1.0, "correlation_intercept_slope",
             f"must be in [-1, 1], got {correlation!r}")
 
 
@@ -107,7 +113,7 @@ class ClusteredDGP(DGP):
     slope: float = 3.0
     var_intercept: float = 823.6
     var_slope: float = 15.3
-    cov_intercept_slope: float = -3.2
+    correlation_intercept_slope: float = -0.02850664411685109
     var_residual: float = 27.4
     trials_distribution: TrialsDistribution = "fixed"
     random_effects: RandomEffectsLaw = "normal"
@@ -122,11 +128,13 @@ class ClusteredDGP(DGP):
         require_positive_int(self.n_conditions, "n_conditions")
         require(self.n_conditions >= 2, "n_conditions", f"must be >= 2 for the slope of X to exist, got {self.n_conditions}")
         require_positive_int(self.n_trials, "n_trials")
-        for name in ("intercept", "slope", "cov_intercept_slope"):
+        for name in ("intercept", "slope"):
             require(np.isfinite(getattr(self, name)), name, f"must be a finite number, got {getattr(self, name)!r}")
         for name in ("var_intercept", "var_slope", "var_residual"):
             require_nonnegative(getattr(self, name), name)
-        require_positive_definite(self.random_effects_covariance, "cov_intercept_slope")
+        correlation = self.correlation_intercept_slope
+        require(np.isfinite(correlation) and -1.0 <= correlation <= 1.0, "correlation_intercept_slope",
+                f"must be a correlation in [-1, 1], got {correlation!r}")
         require(self.trials_distribution in get_args(TrialsDistribution), "trials_distribution",
                 f"must be one of {', '.join(get_args(TrialsDistribution))}, got {self.trials_distribution!r}")
         require(self.random_effects in get_args(RandomEffectsLaw), "random_effects",
@@ -143,8 +151,8 @@ class ClusteredDGP(DGP):
 
     @property
     def random_effects_covariance(self) -> np.ndarray:
-        return np.array([[self.var_intercept, self.cov_intercept_slope],
-                         [self.cov_intercept_slope, self.var_slope]])
+        covariance = self.correlation_intercept_slope * np.sqrt(self.var_intercept * self.var_slope)
+        return np.array([[self.var_intercept, covariance], [covariance, self.var_slope]])
 
     def design(self, trials: np.ndarray | None = None) -> pd.DataFrame:
         """Subject and condition of each row, for trials[s, j] trials per cell (default: n_trials)."""

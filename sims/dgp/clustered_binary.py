@@ -3,7 +3,7 @@ intercepts and slopes per subject: the accuracy version of the ``clustered`` DGP
 
     eta_sjt = b0 + b1 X_j + u0_s + u1_s X_j,
     (u0_s, u1_s) ~ N(0, [[var_intercept, r sd0 sd1], [r sd0 sd1, var_slope]]),
-    sd0 = sqrt(var_intercept), sd1 = sqrt(var_slope), r = intercept_slope_correlation,
+    sd0 = sqrt(var_intercept), sd1 = sqrt(var_slope), r = correlation_intercept_slope,
     successes_sjt ~ Binomial(binomial_size, g^{-1}(eta_sjt)),
 
 for subject s = 1..n_subjects, condition X_j = 0..n_conditions-1 and row t = 1..n_trials, with
@@ -51,12 +51,12 @@ class ClusteredBinaryDGP(DGP):
     slope: float = 0.5
     var_intercept: float = 1.0
     var_slope: float = 0.25
-    intercept_slope_correlation: float = 0.0
+    correlation_intercept_slope: float = 0.0
     binomial_size: int = 1
 
     def __post_init__(self):
         require_subject_design(self.n_subjects, self.n_conditions, self.n_trials, self.intercept, self.slope,
-                               self.intercept_slope_correlation)
+                               self.correlation_intercept_slope)
         require(self.link in get_args(BinaryLink), "link", f"must be one of {', '.join(get_args(BinaryLink))}, got {self.link!r}")
         for name in ("var_intercept", "var_slope"):
             require_nonnegative(getattr(self, name), name)
@@ -87,7 +87,7 @@ class ClusteredBinaryDGP(DGP):
         """Successes of each row of the design (out of binomial_size)."""
         columns = self._design_columns
         eta = subject_linear_predictor(rng, columns["X"], columns["subject"], self.n_subjects, self.intercept,
-                                       self.slope, self.var_intercept, self.var_slope, self.intercept_slope_correlation)
+                                       self.slope, self.var_intercept, self.var_slope, self.correlation_intercept_slope)
         return rng.binomial(self.binomial_size, inverse_link(self.link, eta))
 
     def draw_outcome(self, rng: np.random.Generator) -> np.ndarray:

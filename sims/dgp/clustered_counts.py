@@ -7,7 +7,7 @@ effect (Elston et al. 2001, Parasitology 122:563; Harrison 2014, PeerJ 2:e616).
     e_sjt ~ N(0, var_observation),      y_sjt ~ Poisson(mu_sjt),
 
 for subject s = 1..n_subjects, condition X_j = 0..n_conditions-1 and trial t = 1..n_trials,
-r = intercept_slope_correlation (a correlation, so that a zero variance cannot contradict it).
+r = correlation_intercept_slope (a correlation, so that a zero variance cannot contradict it).
 glmer fits it as ``y ~ X + (1 + X | subject) + (1 | obs), family = poisson``; with
 var_observation 0 the last term is absent. Given the subject effects, Var y = mu + mu^2
 (exp(var_observation) - 1): lognormal-Poisson overdispersion.
@@ -39,7 +39,7 @@ class ClusteredCountsDGP(DGP):
     slope: float = 0.2
     var_intercept: float = 0.25
     var_slope: float = 0.05
-    intercept_slope_correlation: float = 0.0
+    correlation_intercept_slope: float = 0.0
     var_observation: float = 0.0
 
     columns: ClassVar[dict[str, str]] = {"y": "i", "X": "i", "subject": "i"}
@@ -48,7 +48,7 @@ class ClusteredCountsDGP(DGP):
 
     def __post_init__(self):
         require_subject_design(self.n_subjects, self.n_conditions, self.n_trials, self.intercept, self.slope,
-                               self.intercept_slope_correlation)
+                               self.correlation_intercept_slope)
         for name in ("var_intercept", "var_slope", "var_observation"):
             require_nonnegative(getattr(self, name), name)
 
@@ -64,7 +64,7 @@ class ClusteredCountsDGP(DGP):
         observation-level effects, then the Poisson counts."""
         columns = self._design_columns
         eta = subject_linear_predictor(rng, columns["X"], columns["subject"], self.n_subjects, self.intercept,
-                                       self.slope, self.var_intercept, self.var_slope, self.intercept_slope_correlation)
+                                       self.slope, self.var_intercept, self.var_slope, self.correlation_intercept_slope)
         eta = eta + rng.normal(0.0, np.sqrt(self.var_observation), size=len(eta))
         return rng.poisson(np.exp(eta))
 

@@ -9,6 +9,7 @@ line on stderr and a non-zero exit, never a traceback (:mod:`sims.run.errors`; `
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -17,7 +18,9 @@ import warnings
 from pathlib import Path
 
 import hydra
+import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig
@@ -32,13 +35,15 @@ from sims.run.errors import DEBUG_ENV, describe, interrupts_in_main_only, stop
 from sims.run.lock import run_directory_lock
 from sims.run.rundir import run_in_directory
 from sims.run.runner import release_workers
-from analysis.schema import RESULTS
+from analysis.schema import COMMAND, RESULTS
 from sims.run.study import StudySchema, validate
 
 log = logging.getLogger("clustersim")
 
 CONFIG_GROUPS = ("dgp", "runner", "experiment", "estimator_set")
 SUMMARY = "summary.csv"
+# The arguments as typed, for .hydra/command.yaml (preflight rewrites them before Hydra sees them).
+TYPED_ARGS_ENV = "CLUSTERSIM_TYPED_ARGS"
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -116,17 +121,28 @@ def _run(cfg: DictConfig) -> None:
 
 def _run_study(cfg: DictConfig, output_dir: Path) -> None:
     study = validate(cfg)
+    _write_command(output_dir)
     dataset = run_in_directory(study, output_dir)
     release_workers(study)
     summary = summarise(dataset)
     to_tidy(summary).to_csv(output_dir / SUMMARY, index=False)
     log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)
     if cfg.get("print_table", True):
-        print(format_table(summary))
+        print(format_table(summary, truth=dataset["truth"],
+                           estimators=yaml.safe_load(dataset.attrs["config"])["estimators"]))
     if cfg.get("report", True):
         from analysis.report import write_report  # matplotlib only when a report is asked for
 
         log.info("wrote %s", write_report(output_dir, summary=summary))
+
+
+def _write_command(output_dir: Path) -> None:
+    """The arguments as typed into .hydra/command.yaml (where Hydra keeps its own record). Not
+    for a job of a multirun, whose own overrides are one combination of the typed sweep."""
+    hydra_dir = output_dir / ".hydra"
+    typed = os.environ.get(TYPED_ARGS_ENV)
+    if typed is not None and hydra_dir.is_dir() and HydraConfig.get().mode != RunMode.MULTIRUN:
+        (hydra_dir / COMMAND).write_text(yaml.safe_dump(json.loads(typed), default_flow_style=False))
 
 
 _hydra_main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_run)
@@ -166,6 +182,7 @@ def main() -> None:
     if "--debug" in args:
         args = [a for a in args if a != "--debug"]
         os.environ[DEBUG_ENV] = "1"  # read by the jobs too, which a launcher may run elsewhere
+    os.environ[TYPED_ARGS_ENV] = json.dumps(args)
     try:
         with interrupts_in_main_only():
             sys.argv = [sys.argv[0], *preflight(args)]

@@ -91,3 +91,13 @@ def test_distribution_of_estimates(grid_ds, tmp_path):
     words = texts(fig)
     assert "first 2 of 6 grid cells" in words and "estimate of X (truth dashed)" in words
     saved(fig, tmp_path, "estimates")
+
+
+def test_no_two_of_many_estimators_are_drawn_alike():
+    """Colour and marker (the cues of point plots) differ for every pair of 64 estimators, and
+    colour, marker and line style for every pair of 256; the first 8 differ in colour."""
+    styles = [plots.style(i) for i in range(256)]
+    assert len({(s["color"], s["marker"]) for s in styles[:30]}) == 30
+    assert len({(s["color"], s["marker"]) for s in styles[:64]}) == 64
+    assert len({(s["color"], s["marker"], s["linestyle"]) for s in styles}) == 256
+    assert len({s["color"] for s in styles[:8]}) == 8

@@ -69,3 +69,18 @@ def test_report_opens_in_headless_chromium(reports, kind, tmp_path):
     assert f'data-images="{images}"' in body.group(0) and 'data-broken-images="0"' in body.group(0)
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     assert not console, console
+
+
+def test_report_is_titled_by_experiment_and_dgp_and_shows_the_command_as_typed(reports, tmp_path):
+    """The header shows the arguments as typed (.hydra/command.yaml), not Hydra's rewritten
+    overrides; the title names the experiment and DGP Hydra chose (.hydra/hydra.yaml)."""
+    run = reports["grid"].parent
+    hydra = run / ".hydra"
+    hydra.mkdir(exist_ok=True)
+    (hydra / "hydra.yaml").write_text("hydra:\n  runtime:\n    choices:\n      experiment: few_clusters\n      dgp: clustered\n")
+    (hydra / "overrides.yaml").write_text("- ~estimators\n- '+estimators={ols: ols}'\n")
+    (hydra / "command.yaml").write_text("- grid.dgp.n_subjects=[6,12]\n- 'estimators={ols: ols}'\n")
+    page = write_report(run, output=tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<h1>clustersim report: few_clusters, DGP clustered (ClusteredDGP)</h1>" in page
+    assert "Overrides: grid.dgp.n_subjects=[6,12] estimators={ols: ols}." in page
+    assert "<pre>clustersim grid.dgp.n_subjects=[6,12] estimators={ols: ols}</pre>" in page

@@ -88,6 +88,24 @@ def test_ols_presets_batch_path_matches_r(vcov):
     np.testing.assert_allclose(second.std_error, first.std_error, rtol=1e-10)
 
 
+MORTALITY_FORMULA = "mrate ~ 0 + legal + beertaxa + C(state) + C(year)"
+
+
+def test_cr2_with_cluster_fixed_effects_matches_clubsandwich():
+    """clubSandwich's panel-data vignette model (tests/reference/make_mortality_reference.R):
+    with a fixed effect per cluster every I - H_gg is singular, and CR2 uses the generalised
+    inverse square root, as coef_test(vcov = "CR2", test = "Satterthwaite") does."""
+    expected = pd.read_csv(REFERENCE / "cr2_mortality.csv")
+    result = OLS(formula=MORTALITY_FORMULA, vcov="CR2", cluster="state").fit(dataset("mortality_rates"))
+    assert_matches(result, expected, {c: c for c in ("estimate", "std_error", "df", "p_value")})
+
+
+def test_cr3_with_cluster_fixed_effects_is_an_input_error():
+    """Leaving a state out leaves its fixed effect unidentified: CR3 (the jackknife) is undefined."""
+    with pytest.raises(estimators.design.InputError, match="cluster 'state': .*CR3"):
+        OLS(formula=MORTALITY_FORMULA, vcov="CR3", cluster="state").fit(dataset("mortality_rates"))
+
+
 FE_CASES = reference(TESTS / "reference_fe" / "fe_cr1.csv", ["dataset", "formula", "cluster"])
 
 

@@ -177,7 +177,7 @@ def test_check_dgp_names_the_failing_check(broken, failing):
     ("clustered", "n_subjects", 0),
     ("clustered", "n_conditions", 1),
     ("clustered", "var_slope", -1.0),
-    ("clustered", "cov_intercept_slope", 200.0),  # |cov| > sqrt(823.6 * 15.3): not positive semi-definite
+    ("clustered", "correlation_intercept_slope", -1.01),
     ("clustered", "trials_distribution", "geometric"),
     ("clustered", "random_effects_df", 2.0),
     ("clustered", "random_effects_skewness", 0.0),
@@ -227,21 +227,21 @@ def test_clustered_recovers_variance_components():
     means, variances = cells.mean().unstack(), cells.var().unstack()
     y0, d = means[0] - dgp.intercept, means[1] - means[0] - dgp.slope
     # Per subject, unbiased: E[y0^2 - s0^2/n] = var_intercept, E[d^2 - (s0^2 + s1^2)/n] = var_slope,
-    # E[y0 d + s0^2/n] = cov_intercept_slope, E[s^2] = var_residual.
+    # E[y0 d + s0^2/n] = the covariance -3.2, E[s^2] = var_residual.
     checks = {
-        "var_intercept": y0**2 - variances[0] / n,
-        "var_slope": d**2 - (variances[0] + variances[1]) / n,
-        "cov_intercept_slope": y0 * d + variances[0] / n,
-        "var_residual": variances.stack(),
+        "var_intercept": (y0**2 - variances[0] / n, dgp.var_intercept),
+        "var_slope": (d**2 - (variances[0] + variances[1]) / n, dgp.var_slope),
+        "covariance": (y0 * d + variances[0] / n, -3.2),
+        "var_residual": (variances.stack(), dgp.var_residual),
     }
-    for name, values in checks.items():
-        assert_within(*mean_and_se(values), getattr(dgp, name), name)
+    for name, (values, expected) in checks.items():
+        assert_within(*mean_and_se(values), expected, name)
 
 
 @pytest.mark.parametrize("law", ["normal", "t", "skewed"])
 def test_random_effects_laws_keep_the_stated_covariance(law):
     dgp = sims.build("clustered", n_subjects=200_000, random_effects=law, random_effects_df=10.0,
-                     var_intercept=4.0, var_slope=1.0, cov_intercept_slope=-1.2)
+                     var_intercept=4.0, var_slope=1.0, correlation_intercept_slope=-0.6)
     u = dgp.draw_random_effects(rng(2))
     for (a, b), expected in np.ndenumerate(dgp.random_effects_covariance):
         assert_within(*mean_and_se(u[:, a] * u[:, b]), expected, f"{law} covariance[{a}, {b}]")
@@ -262,7 +262,7 @@ def test_t_random_effects_have_t_tails():
 
 def test_skewed_random_effects_have_the_stated_skewness():
     dgp = sims.build("clustered", n_subjects=200_000, random_effects="skewed", random_effects_skewness=1.5,
-                     var_intercept=4.0, var_slope=1.0, cov_intercept_slope=-1.2)
+                     var_intercept=4.0, var_slope=1.0, correlation_intercept_slope=-0.6)
     u = dgp.draw_random_effects(rng(4))
     L = lower_cholesky(dgp.random_effects_covariance)
     gamma = dgp.random_effects_skewness
@@ -559,7 +559,7 @@ def assert_unit_means(frame: pd.DataFrame, unit: str, by: str, expected: dict, w
 def test_clustered_binary_marginal_probabilities(link, inverse):
     """P(y = 1 | X) = E g^{-1}(b0 + b1 X + u0 + u1 X), u0 + u1 X ~ N(0, v0 + 2 X r sd0 sd1 + X^2 v1)."""
     dgp = sims.build("clustered_binary", n_subjects=3000, n_trials=4, link=link, intercept=0.3, slope=-0.6,
-                     var_intercept=1.2, var_slope=0.5, intercept_slope_correlation=-0.5)
+                     var_intercept=1.2, var_slope=0.5, correlation_intercept_slope=-0.5)
     frame = dgp.generate(rng(31))
     sd0, sd1, r = np.sqrt(1.2), np.sqrt(0.5), -0.5
     expected = {x: normal_expectation(lambda u: inverse(0.3 - 0.6 * x + u), np.sqrt(sd0**2 + 2 * x * r * sd0 * sd1 + x**2 * sd1**2))
@@ -579,7 +579,7 @@ def test_clustered_counts_marginal_means_and_overdispersion():
     """E[y | X] = exp(b0 + b1 X + (v0 + 2 X cov + X^2 v1 + v_obs) / 2); with the subject
     effects switched off, Var y = mu + mu^2 (exp(v_obs) - 1)."""
     dgp = sims.build("clustered_counts", n_subjects=3000, n_trials=4, intercept=0.5, slope=0.3, var_intercept=0.4,
-                     var_slope=0.2, intercept_slope_correlation=0.5, var_observation=0.3)
+                     var_slope=0.2, correlation_intercept_slope=0.5, var_observation=0.3)
     frame = dgp.generate(rng(33))
     cov = 0.5 * np.sqrt(0.4 * 0.2)
     expected = {x: np.exp(0.5 + 0.3 * x + (0.4 + 2 * x * cov + x**2 * 0.2 + 0.3) / 2) for x in (0, 1)}

@@ -9,8 +9,9 @@ import warnings
 import pandas as pd
 import pytest
 import xarray as xr
+import yaml
 
-from sims.run.cli import main
+from sims.run.cli import TYPED_ARGS_ENV, main
 from helpers.cli import clustersim_command
 
 
@@ -35,7 +36,7 @@ def test_default_study_writes_store_summary_and_table(tmp_path):
     assert list(summary.columns) == ["estimator", "term", "measure", "value", "mcse", "n"]
     assert {"bias", "empse", "modelse", "relerror_modelse", "coverage", "rejection", "rmse",
             "failure_rate"} <= set(summary["measure"])
-    for name in ("ols_cr1", "lmm_rs", "coverage", "rejection"):
+    for name in ("ols_cr1", "lmm_rs", "coverage", "power", "empirical SE", "y ~ X + (1 + X | subject)"):
         assert name in done.stdout
 
 
@@ -51,6 +52,22 @@ def test_grid_run_gives_one_dataset_with_a_dim_per_factor(tmp_path):
     assert list(summary.columns[:3]) == ["n_subjects", "slope", "estimator"]
 
 
+
+def test_switching_random_slopes_off_needs_one_override(tmp_path, monkeypatch):
+    """README's `clustersim dgp.n_subjects=48 dgp.var_slope=0`: the intercept-slope dependence
+    is a correlation, so the covariance follows the slope variance to 0. In-process (the
+    command's own ``main``)."""
+    monkeypatch.setattr(sys, "argv", ["clustersim", f"hydra.run.dir={tmp_path}", "dgp.n_subjects=48", "dgp.var_slope=0",
+                                      "n_reps=4", "runner.n_jobs=1", "print_table=false", "report=false",
+                                      "estimators={ols_cr1: ols_cr1}"])
+    monkeypatch.setenv(TYPED_ARGS_ENV, "")  # main sets it; restored afterwards
+    main()
+    ds = xr.open_zarr(tmp_path / "results.zarr")
+    assert "var_slope: 0" in ds.attrs["config"] and "n_subjects: 48" in ds.attrs["config"]
+    # The report's header shows the arguments as typed, not Hydra's "~estimators +estimators=...".
+    typed = yaml.safe_load((tmp_path / ".hydra" / "command.yaml").read_text())
+    assert typed[-1] == "estimators={ols_cr1: ols_cr1}" and typed[1:3] == ["dgp.n_subjects=48", "dgp.var_slope=0"]
+
 BAD_INPUTS = [
     (["dgp=nope"], "dgp"),
     (["estimators.extra=nope"], "estimators.extra"),
@@ -58,7 +75,7 @@ BAD_INPUTS = [
     (["n_reps=abc"], "n_reps"),
     (["alpha=1.5"], "alpha"),
     (["dgp.var_intercept=-1"], "dgp.var_intercept"),
-    (["dgp.cov_intercept_slope=200"], "dgp.cov_intercept_slope"),
+    (["dgp.correlation_intercept_slope=2"], "dgp.correlation_intercept_slope"),
     (["dgp.n_subject=3"], "dgp.n_subject"),
     (["grid.dgp.nope=[1,2]"], "grid.dgp.nope"),
     (["grid.dgp.n_subjects=[]"], "grid.dgp.n_subjects"),
