@@ -58,7 +58,8 @@ def test_ctrl_c_names_the_run_directory_hydra_chose(tmp_path):
     line = assert_one_line(stderr, stdout)
     run_dir = ledgers[0].parent.relative_to(tmp_path)
     assert line.startswith("clustersim: error: interrupted")
-    assert f"rerun the same command to resume, with hydra.run.dir={run_dir}" in line, line
+    # the same command would make a new directory: the advice adds the one with the results
+    assert line.endswith(f": to resume, rerun the command with hydra.run.dir={run_dir} added"), line
 
 
 def _file_size_limit(limit: int):
