@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -22,16 +23,37 @@ from sims.api import compose
 from sims.run.rundir import run_in_directory
 from sims.run.runner import release_workers
 from sims.run.study import validate
-from helpers.cli import ALLOW_HELPERS
+from helpers.cli import ALLOW_HELPERS, main_in_process
+from sims.run.runner import DASK_LOG_LEVELS
 
 STUDY = ("n_reps=24", "runner.chunk_size=5", "grid.dgp.n_subjects=[6,12]",
          "estimators={ols: ols, cr2: ols_cr2, ri: mixedlm_ri}")
 
 
-def test_dask_local_cluster_equals_loky_bit_for_bit():
+def test_dask_local_cluster_equals_loky_bit_for_bit(caplog):
     loky = run_study([*STUDY, "runner.backend=loky", "runner.n_jobs=2"])
+    caplog.set_level(logging.DEBUG)
     dask = run_study([*STUDY, "runner.backend=dask", "runner.n_jobs=2"])
     xr.testing.assert_identical(loky.drop_vars("elapsed_s").drop_attrs(), dask.drop_vars("elapsed_s").drop_attrs())
+    # and quietly: none of distributed's INFO lines about workers, connections and dashboards
+    chatter = [r.getMessage() for r in caplog.records if r.name.split(".")[0] in DASK_LOG_LEVELS
+               and r.levelno < DASK_LOG_LEVELS[r.name.split(".")[0]]]
+    assert not chatter, chatter[:5]
+
+
+def test_a_scheduler_that_cannot_be_reached_is_one_line_naming_runner_address(monkeypatch, capsys, tmp_path):
+    import dask
+
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code, err, _ = main_in_process(monkeypatch, capsys, "runner=dask", f"runner.address=tcp://127.0.0.1:{port}",
+                                       "n_reps=2", "estimators={ols: ols}", f"hydra.run.dir={tmp_path}")
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"clustersim: error: runner.address: cannot reach a dask scheduler at "
+                             f"tcp://127.0.0.1:{port} ("), err[0]
+    assert err[0].endswith("); start one, or fix runner.address"), err[0]
 
 
 def test_a_hanging_fit_times_out_and_leaves_the_others_intact():
