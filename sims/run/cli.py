@@ -92,6 +92,9 @@ def preflight(args: list[str]) -> list[str]:
         if root not in known and not (override.is_add() or override.is_force_add()):
             keys = sorted(known - {"hydra"})
             fail(f"{group}: unknown key{did_you_mean(root, keys)} (top-level keys: {', '.join(keys)})")
+        if group == "dgp" and isinstance(override.value(), dict):
+            fail("dgp: takes a name (dgp=clustered) or a class (dgp=<module>.<Class>), not a mapping; "
+                 "set its parameters with dgp.<param>=...")
         if group in CONFIG_GROUPS and not override.is_delete():
             options = available(group)
             for choice in _group_choices(override):

@@ -52,6 +52,12 @@ def test_a_misspelt_name_or_key_gets_the_close_one(args, line, monkeypatch, caps
     assert "+" not in err[0]  # no advice to add a key the DGP would refuse
 
 
+def test_a_mapping_for_the_dgp_says_how_to_choose_one(monkeypatch, capsys, tmp_path):
+    code, err, _ = main_in_process(monkeypatch, capsys, "dgp={_target_: my_dgps.SkewedTrials}", f"hydra.run.dir={tmp_path}")
+    assert code == 2 and err == ["clustersim: error: dgp: takes a name (dgp=clustered) or a class "
+                                 "(dgp=<module>.<Class>), not a mapping; set its parameters with dgp.<param>=..."]
+
+
 def test_a_name_far_from_every_option_gets_no_guess(monkeypatch, capsys, tmp_path):
     code, err, _ = main_in_process(monkeypatch, capsys, "estimators.x=zzzz", "n_reps=2", f"hydra.run.dir={tmp_path}")
     assert code == 2 and "did you mean" not in err[0] and "(available: " in err[0]
