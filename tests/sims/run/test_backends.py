@@ -23,7 +23,7 @@ from sims.api import compose
 from sims.run.rundir import run_in_directory
 from sims.run.runner import release_workers
 from sims.run.study import validate
-from helpers.cli import ALLOW_HELPERS, main_in_process
+from helpers.cli import ALLOW_HELPERS
 from sims.run.runner import DASK_LOG_LEVELS
 
 STUDY = ("n_reps=24", "runner.chunk_size=5", "grid.dgp.n_subjects=[6,12]",
@@ -39,21 +39,6 @@ def test_dask_local_cluster_equals_loky_bit_for_bit(caplog):
     chatter = [r.getMessage() for r in caplog.records if r.name.split(".")[0] in DASK_LOG_LEVELS
                and r.levelno < DASK_LOG_LEVELS[r.name.split(".")[0]]]
     assert not chatter, chatter[:5]
-
-
-def test_a_scheduler_that_cannot_be_reached_is_one_line_naming_runner_address(monkeypatch, capsys, tmp_path):
-    import dask
-
-    with socket.socket() as free:  # a port nothing listens on
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
-        code, err, _ = main_in_process(monkeypatch, capsys, "runner=dask", f"runner.address=tcp://127.0.0.1:{port}",
-                                       "n_reps=2", "estimators={ols: ols}", f"hydra.run.dir={tmp_path}")
-    assert code == 2 and len(err) == 1, err
-    assert err[0].startswith(f"clustersim: error: runner.address: cannot reach a dask scheduler at "
-                             f"tcp://127.0.0.1:{port} ("), err[0]
-    assert err[0].endswith("); start one, or fix runner.address"), err[0]
 
 
 def test_a_hanging_fit_times_out_and_leaves_the_others_intact():
