@@ -113,3 +113,16 @@ def test_config_dir_finds_the_user_files_from_another_folder(user_folder, monkey
     assert args[:2] == ["--config-dir", str(user_folder / "conf")]
     cfg = compose([a for a in args if "=" in a and not a.startswith("-")])
     assert cfg.dgp == {"_target_": "my_dgps.SkewedTrials", "sigma": 1.0} and set(cfg.estimators) == {"ols_cr1", "lmm_ri"}
+
+
+def test_an_estimator_preset_of_the_users_own_is_found_in_their_conf(user_folder):
+    from sims.api import compose
+    from sims.run.study import validate
+
+    (user_folder / "conf" / "estimator").mkdir()
+    (user_folder / "conf" / "estimator" / "cr2_subject.yaml").write_text(
+        "_target_: estimators.ols.OLS\nformula: y ~ X\nvcov: CR2\ncluster: subject\n")
+    study = validate(compose(["estimators={mine: cr2_subject}", "n_reps=2"]))
+    assert study.cells[0].estimators["mine"].vcov == "CR2"
+    with pytest.raises(ConfigError, match=r"unknown estimator 'cr2_subjekt'; did you mean 'cr2_subject'\?"):
+        validate(compose(["estimators={mine: cr2_subjekt}", "n_reps=2"]))
