@@ -12,8 +12,9 @@ in :func:`sims.run.study.validate`.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -36,28 +37,8 @@ def _directory(entry: str) -> Path | None:
     return Path(entry.removeprefix("file://")).expanduser()
 
 
-def user_config_dirs(args: Sequence[str]) -> list[Path]:
-    """The directories that ``hydra.searchpath=[...]`` overrides and ``--config-dir`` add."""
-    dirs: list[Path] = []
-    for index, arg in enumerate(args):
-        if arg in ("--config-dir", "-cd") and index + 1 < len(args):
-            dirs.append(Path(args[index + 1]).expanduser())
-        elif arg.startswith("--config-dir="):
-            dirs.append(Path(arg.split("=", 1)[1]).expanduser())
-    overrides = [a for a in args if not a.startswith("-") and a.lstrip("+~").startswith("hydra.searchpath=")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # a malformed override is reported by whoever parses all of them
-        parsed = []
-    for override in parsed:
-        value = override.value()
-        for entry in value if isinstance(value, list) else [value]:
-            if isinstance(entry, str) and (path := _directory(entry)) is not None:
-                dirs.append(path)
-    return dirs
-
-
 def _searchpath_entries(args: Sequence[str]) -> list[str]:
+    """The entries of the ``hydra.searchpath=[...]`` overrides among ``args``."""
     overrides = [a for a in args if not a.startswith("-") and a.lstrip("+~").startswith("hydra.searchpath=")]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -66,8 +47,19 @@ def _searchpath_entries(args: Sequence[str]) -> list[str]:
     entries: list[str] = []
     for override in parsed:
         value = override.value()
-        entries.extend(str(e) for e in (value if isinstance(value, list) else [value]) if e is not None)
+        entries.extend(e for e in (value if isinstance(value, list) else [value]) if isinstance(e, str))
     return entries
+
+
+def user_config_dirs(args: Sequence[str]) -> list[Path]:
+    """The directories that ``hydra.searchpath=[...]`` overrides and ``--config-dir`` add."""
+    dirs: list[Path] = []
+    for index, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and index + 1 < len(args):
+            dirs.append(Path(args[index + 1]).expanduser())
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]).expanduser())
+    return dirs + [path for entry in _searchpath_entries(args) if (path := _directory(entry)) is not None]
 
 
 def with_user_dirs(args: Sequence[str]) -> list[str]:
@@ -76,8 +68,6 @@ def with_user_dirs(args: Sequence[str]) -> list[str]:
     entries of any ``hydra.searchpath`` override given. The folders are also put into the
     environment (:data:`~estimators.presets.USER_DIRS_ENV`), where estimator presets are looked
     up. Applying it twice changes nothing."""
-    import os
-
     dirs = [Path(USER_CONF).absolute()] if Path(USER_CONF).is_dir() else []
     dirs = [d for d in dirs if d.resolve() != conf_dir().resolve()]
     dirs += [d.absolute() for d in user_config_dirs(args)]
@@ -87,11 +77,6 @@ def with_user_dirs(args: Sequence[str]) -> list[str]:
     entries += [e for e in _searchpath_entries(args) if not (_directory(e) and _directory(e).absolute() in dirs)]
     rest = [a for a in args if not a.lstrip("+~").startswith("hydra.searchpath=")]
     return [*rest, f"hydra.searchpath=[{','.join(entries)}]"] if entries else rest
-
-
-def group_options(group: str, dirs: Iterable[Path]) -> list[str]:
-    """Names of a config group's files in ``dirs`` (besides those in ``conf/``)."""
-    return sorted({path.stem for directory in dirs for path in (directory / group).glob("*.yaml")})
 
 
 def yaml_files(directory: Path) -> list[Path]:
