@@ -21,11 +21,10 @@ from helpers.readme import commands, save_files
 
 README = (ROOT / "README.md").read_text()
 N_REPS = 4
-# Run by default (each a few seconds of CPU): the config printer, the grammar of the
-# estimators mapping and of a DGP change, a grid.
+# Run by default: the config printer and a DGP change (a few seconds of CPU each; a whole run
+# from the command line is also tests/sims/run/test_own_dgp.py's).
 FAST = (
     "clustersim --cfg job",
-    "clustersim 'estimators={ols: ols, cr2: ols_cr2}'",
     "clustersim dgp.n_subjects=48 dgp.var_slope=0",
 )
 NEEDS = {
