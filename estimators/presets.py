@@ -12,16 +12,22 @@ both non-editable and editable installs. It locates the folder by path, not by i
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from estimators import bounded_yaml
+from estimators.spelling import did_you_mean
 
 # Packages whose classes any config may build; a study adds its own modules with allow_targets.
 PROJECT_PACKAGES = ("sims", "estimators", "analysis")
+# The user's config folders, os.pathsep-separated: set by the command line (sims.run.config_files),
+# read by the jobs too, which a launcher may run elsewhere.
+USER_DIRS_ENV = "CLUSTERSIM_CONFIG_DIRS"
 
 class ConfigError(ValueError):
     """Invalid configuration. ``str(error)`` is one line starting with the offending key."""
@@ -41,16 +47,30 @@ def conf_dir() -> Path:
     raise FileNotFoundError(f"clustersim's configs are neither in {candidates[0]} nor in {candidates[1]}")
 
 
+def user_conf_dirs() -> list[Path]:
+    """The user's config folders (a ``conf/`` in the working directory, ``--config-dir``,
+    ``hydra.searchpath``) that the command line found, from :data:`USER_DIRS_ENV`."""
+    return [Path(entry) for entry in os.environ.get(USER_DIRS_ENV, "").split(os.pathsep) if entry]
+
+
+def config_dirs() -> list[Path]:
+    """Where configs are looked up, clustersim's own first (a name there wins)."""
+    return [conf_dir(), *user_conf_dirs()]
+
+
 def available(group: str) -> list[str]:
-    """Names of the configs in a config group (``dgp``, ``estimator``, ...)."""
-    return sorted(path.stem for path in (conf_dir() / group).glob("*.yaml"))
+    """Names of the configs in a config group (``dgp``, ``estimator``, ...), clustersim's and the user's."""
+    return sorted({path.stem for directory in config_dirs() for path in (directory / group).glob("*.yaml")})
 
 
 def load_preset(group: str, name: str, key: str | None = None) -> dict:
-    """The mapping stored in ``conf/<group>/<name>.yaml``."""
-    path = conf_dir() / group / f"{name}.yaml"
-    if not isinstance(name, str) or not path.is_file():
-        raise ConfigError(key or group, f"unknown {group} {name!r} (available: {', '.join(available(group))})")
+    """The mapping stored in ``<config dir>/<group>/<name>.yaml`` (:func:`config_dirs`)."""
+    paths = [d / group / f"{name}.yaml" for d in config_dirs()] if isinstance(name, str) else []
+    path = next((p for p in paths if p.is_file()), None)
+    if path is None:
+        options = available(group)
+        raise ConfigError(key or group, f"unknown {group} {name!r}{did_you_mean(name, options)} "
+                                        f"(available: {', '.join(options)})")
     try:
         return dict(bounded_yaml.load(path) or {})
     except bounded_yaml.YAMLLimitError as error:
@@ -126,7 +146,8 @@ def instantiate(node: Mapping[str, Any], key: str, allowed: tuple[str, ...] = ()
         known = [name for name in signature.parameters if name != "self"]
         for name in params:
             if name not in known:
-                raise ConfigError(f"{key}.{name}", f"not a parameter of {target} (parameters: {', '.join(known)})")
+                raise ConfigError(f"{key}.{name}", f"not a parameter of {target}{did_you_mean(name, known, f'{key}.')} "
+                                                   f"(parameters: {', '.join(known)})")
     try:
         return factory(**params)
     except ConfigError:
@@ -137,6 +158,19 @@ def instantiate(node: Mapping[str, Any], key: str, allowed: tuple[str, ...] = ()
         if colon and name in signature.parameters:
             raise ConfigError(f"{key}.{name}", problem.strip()) from None
         raise ConfigError(key, text) from None
+
+
+def class_defaults(target: str, key: str, allowed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The parameters of the class ``target`` names and their defaults (a dataclass's fields,
+    their factories called), after the same check as :func:`instantiate`."""
+    check_target(target, key, allowed)
+    factory = _resolve_target(target, key)
+    if dataclasses.is_dataclass(factory):
+        return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(factory)
+                if f.init and (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)}
+    return {name: p.default for name, p in inspect.signature(factory).parameters.items()
+            if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def build(group: str, name: str, **overrides) -> Any:

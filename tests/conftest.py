@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from estimators.presets import USER_DIRS_ENV
+
 from sims.api import compose
 from sims.run.study import validate
 
@@ -15,3 +17,10 @@ def small_study():
         return validate(compose(list(overrides)))
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def no_user_config_dirs(monkeypatch):
+    """The user's config folders that a composition found (``./conf``, ``hydra.searchpath``)
+    are kept in the environment; each test starts without any, and leaves none behind."""
+    monkeypatch.setenv(USER_DIRS_ENV, "")

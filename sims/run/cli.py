@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -23,14 +25,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from analysis.measures import summarise, to_tidy
 from analysis.table import format_table
 from sims.api import compose, open_mapping_overrides
 from estimators.presets import ConfigError, available, conf_dir
-from sims.run.config_files import check_config_files, check_hydra_overrides, group_options, user_config_dirs
+from sims.run.config_files import check_config_files, check_hydra_overrides, with_user_dirs
+from sims.run.dgp_choice import is_class_choice
+from estimators.spelling import did_you_mean
 from sims.run.errors import DEBUG_ENV, describe, interrupts_in_main_only, stop
 from sims.run.lock import run_directory_lock
 from sims.run.rundir import run_in_directory
@@ -44,6 +48,18 @@ CONFIG_GROUPS = ("dgp", "runner", "experiment", "estimator_set")
 SUMMARY = "summary.csv"
 # The arguments as typed, for .hydra/command.yaml (preflight rewrites them before Hydra sees them).
 TYPED_ARGS_ENV = "CLUSTERSIM_TYPED_ARGS"
+HELP_WIDTH = 96
+
+
+def _options(group: str, column: int = 0) -> str:
+    """A config group's options for ``--help`` (conf/hydra/help/clustersim.yaml), wrapped to
+    continue at ``column``."""
+    indent = " " * column
+    lines = textwrap.wrap(", ".join(available(group)), HELP_WIDTH, initial_indent=indent, subsequent_indent=indent)
+    return "\n".join(lines).removeprefix(indent)
+
+
+OmegaConf.register_new_resolver("clustersim_options", _options, replace=True)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -61,13 +77,14 @@ def _group_choices(override) -> list:
 
 def preflight(args: list[str]) -> list[str]:
     """Check config-group choices (``dgp=...``) before Hydra composes, and let ``grid`` and
-    ``estimators`` take new keys without Hydra's ``+`` prefix. Returns the arguments for Hydra."""
+    ``estimators`` take new keys without Hydra's ``+`` prefix. Returns the arguments for Hydra,
+    with the user's config folders on its search path (``./conf``, ``--config-dir``)."""
+    args = with_user_dirs(args)
     overrides = [a for a in args if not a.startswith("-") and "=" in a]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as error:  # Hydra's parser explains the grammar at length; keep the gist
         fail(f"cannot parse overrides: {str(error).splitlines()[0]}")
-    user_dirs = user_config_dirs(args)
     try:  # before Hydra reads a file: aliases that expand without bound, Hydra plugins named
         check_config_files(args)
         check_hydra_overrides(overrides)
@@ -78,17 +95,37 @@ def preflight(args: list[str]) -> list[str]:
         group = override.key_or_group
         root = re.split(r"[./]", group, maxsplit=1)[0]
         if root not in known and not (override.is_add() or override.is_force_add()):
-            fail(f"{group}: unknown key (top-level keys: {', '.join(sorted(known - {'hydra'}))})")
+            keys = sorted(known - {"hydra"})
+            fail(f"{group}: unknown key{did_you_mean(root, keys)} (top-level keys: {', '.join(keys)})")
+        if group == "dgp" and isinstance(override.value(), dict):
+            fail("dgp: takes a name (dgp=clustered) or a class (dgp=<module>.<Class>), not a mapping; "
+                 "set its parameters with dgp.<param>=...")
         if group in CONFIG_GROUPS and not override.is_delete():
-            options = sorted({*available(group), *group_options(group, user_dirs)})
+            options = available(group)
             for choice in _group_choices(override):
-                if choice not in options:
-                    fail(f"{group}: unknown {group} {choice!r} (available: {', '.join(options)})")
+                if choice not in options and not (group == "dgp" and is_class_choice(choice)):
+                    fail(f"{group}: unknown {group} {choice!r}{did_you_mean(choice, options)} "
+                         f"(available: {', '.join(options)}{'; or a class, dgp=<module>.<Class>' if group == 'dgp' else ''})")
+        if group == "hydra/launcher" and not override.is_delete():
+            _check_slurm(_group_choices(override))
     multirun = any(a in ("-m", "--multirun") for a in args)
     if not multirun:
         _check_composition([a for a in overrides if not a.lstrip("+~").startswith("hydra.")
                             or a.lstrip("+~").startswith("hydra.searchpath=")])
     return open_mapping_overrides(args)
+
+
+SLURM_LAUNCHERS = ("slurm", "submitit_slurm")
+
+
+def _check_slurm(choices: list[str]) -> None:
+    """A SLURM launcher needs SLURM's commands (submitit submits with sbatch and runs srun)."""
+    missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+    for choice in choices:
+        if choice in SLURM_LAUNCHERS and missing:
+            fail(f"hydra/launcher: {choice} submits SLURM jobs, but {' and '.join(missing)} "
+                 f"{'is' if len(missing) == 1 else 'are'} not on PATH; run on a SLURM login node, "
+                 f"or sweep on this machine with hydra/launcher=joblib")
 
 
 _QUOTED_KEY = re.compile(r"'([\w.]+)'")
@@ -103,11 +140,25 @@ def _check_composition(overrides: list[str]) -> None:
         quoted = _QUOTED_KEY.search(first_line)
         if quoted and first_line.startswith("Could not override"):
             key = quoted.group(1)
-            fail(f"{key}: no such key in the config (add a new key with +{key}=...)")
+            parent, _, name = key.rpartition(".")
+            siblings = _keys_of(parent, [o for o in overrides if o.lstrip("+~").partition("=")[0] != key])
+            listed = f" (keys of {parent or 'the config'}: {', '.join(siblings)})" if siblings else ""
+            hint = did_you_mean(key, [f"{parent}.{k}" if parent else k for k in siblings])
+            fail(f"{key}: no such key in the config{hint}{listed}")
         fail(first_line)
     except Exception as error:  # a YAML syntax error, a refused file
         message, code = describe(error)
         fail(message, code)
+
+
+def _keys_of(parent: str, overrides: list[str]) -> list[str]:
+    """The keys of the node ``parent`` in the config the overrides compose (none when they do not)."""
+    try:
+        node = compose(overrides)
+        node = OmegaConf.select(node, parent) if parent else node
+    except Exception:
+        return []
+    return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
 
 
 def _run(cfg: DictConfig) -> None:
@@ -124,6 +175,9 @@ def _run_study(cfg: DictConfig, output_dir: Path) -> None:
     _write_command(output_dir)
     dataset = run_in_directory(study, output_dir)
     release_workers(study)
+    if cfg.runner.progress and sys.stderr.isatty():  # after the progress bar, a pause otherwise unexplained
+        also = " and the report" if cfg.get("report", True) else ""
+        print(f"clustersim: computing the summary{also} ...", file=sys.stderr, flush=True)
     summary = summarise(dataset)
     to_tidy(summary).to_csv(output_dir / SUMMARY, index=False)
     log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)

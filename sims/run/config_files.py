@@ -1,7 +1,8 @@
 """The YAML files a study may be composed from, checked before Hydra reads any of them.
 
-Hydra looks for configs in clustersim's ``conf/`` and in the directories a user adds with
-``hydra.searchpath=[file://DIR]`` or ``--config-dir DIR``. Hydra (through OmegaConf) expands
+Hydra looks for configs in clustersim's ``conf/`` and in the user's config folders: a ``conf/``
+folder in the working directory, and the directories added with ``--config-dir DIR`` or
+``hydra.searchpath=[file://DIR]`` (:func:`with_user_dirs` puts them all on Hydra's search path). Hydra (through OmegaConf) expands
 YAML aliases without bound and builds the Hydra node's ``_target_``\\ s (launcher, sweeper,
 callbacks) and logging classes before clustersim sees the config, so every YAML file in those
 directories is checked first: its aliases must not expand without bound
@@ -11,13 +12,16 @@ in :func:`sims.run.study.validate`.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from estimators import bounded_yaml
-from estimators.presets import ConfigError, conf_dir, within
+from estimators.presets import USER_DIRS_ENV, ConfigError, conf_dir, within
+
+USER_CONF = "conf"  # the folder of the working directory that holds the user's configs
 
 # Modules whose classes the Hydra node may name (launchers, sweepers, callbacks, log handlers).
 HYDRA_TARGETS = ("hydra", "hydra_plugins", "logging", "sims")
@@ -33,6 +37,20 @@ def _directory(entry: str) -> Path | None:
     return Path(entry.removeprefix("file://")).expanduser()
 
 
+def _searchpath_entries(args: Sequence[str]) -> list[str]:
+    """The entries of the ``hydra.searchpath=[...]`` overrides among ``args``."""
+    overrides = [a for a in args if not a.startswith("-") and a.lstrip("+~").startswith("hydra.searchpath=")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # a malformed override is reported by whoever parses all of them
+        return []
+    entries: list[str] = []
+    for override in parsed:
+        value = override.value()
+        entries.extend(e for e in (value if isinstance(value, list) else [value]) if isinstance(e, str))
+    return entries
+
+
 def user_config_dirs(args: Sequence[str]) -> list[Path]:
     """The directories that ``hydra.searchpath=[...]`` overrides and ``--config-dir`` add."""
     dirs: list[Path] = []
@@ -41,22 +59,24 @@ def user_config_dirs(args: Sequence[str]) -> list[Path]:
             dirs.append(Path(args[index + 1]).expanduser())
         elif arg.startswith("--config-dir="):
             dirs.append(Path(arg.split("=", 1)[1]).expanduser())
-    overrides = [a for a in args if not a.startswith("-") and a.lstrip("+~").startswith("hydra.searchpath=")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # a malformed override is reported by whoever parses all of them
-        parsed = []
-    for override in parsed:
-        value = override.value()
-        for entry in value if isinstance(value, list) else [value]:
-            if isinstance(entry, str) and (path := _directory(entry)) is not None:
-                dirs.append(path)
-    return dirs
+    return dirs + [path for entry in _searchpath_entries(args) if (path := _directory(entry)) is not None]
 
 
-def group_options(group: str, dirs: Iterable[Path]) -> list[str]:
-    """Names of a config group's files in ``dirs`` (besides those in ``conf/``)."""
-    return sorted({path.stem for directory in dirs for path in (directory / group).glob("*.yaml")})
+def with_user_dirs(args: Sequence[str]) -> list[str]:
+    """``args`` with one ``hydra.searchpath`` override that lists the user's config folders:
+    ``./conf`` when it exists (and is not clustersim's own), the ``--config-dir`` folders and the
+    entries of any ``hydra.searchpath`` override given. The folders are also put into the
+    environment (:data:`~estimators.presets.USER_DIRS_ENV`), where estimator presets are looked
+    up. Applying it twice changes nothing."""
+    dirs = [Path(USER_CONF).absolute()] if Path(USER_CONF).is_dir() else []
+    dirs = [d for d in dirs if d.resolve() != conf_dir().resolve()]
+    dirs += [d.absolute() for d in user_config_dirs(args)]
+    dirs = list(dict.fromkeys(dirs))
+    os.environ[USER_DIRS_ENV] = os.pathsep.join(map(str, dirs))
+    entries = [f"'file://{d}'" for d in dirs]
+    entries += [e for e in _searchpath_entries(args) if not (_directory(e) and _directory(e).absolute() in dirs)]
+    rest = [a for a in args if not a.lstrip("+~").startswith("hydra.searchpath=")]
+    return [*rest, f"hydra.searchpath=[{','.join(entries)}]"] if entries else rest
 
 
 def yaml_files(directory: Path) -> list[Path]:

@@ -54,12 +54,21 @@ def shown(path: Path) -> str:
     return shlex.quote(str(path))
 
 
+def run_dir_given(args: list[str] | None = None) -> bool:
+    """Whether the command line (``sys.argv`` by default) names the run directory."""
+    args = sys.argv[1:] if args is None else args
+    return any(a.lstrip("+").startswith("hydra.run.dir=") for a in args)
+
+
 def resume_advice(run_dir: Path | None) -> str:
-    """How to go on where the run stopped, when it stored anything."""
+    """How to go on where the run stopped, when it stored anything: the same command resumes
+    only when it names the run directory (otherwise Hydra makes a new one)."""
     if run_dir is None or not (Path(run_dir) / RESULTS).is_dir():
         return ""
-    return (f"; finished chunks are saved in {shown(Path(run_dir) / RESULTS)}: rerun the same command to resume, "
-            f"with hydra.run.dir={shown(run_dir)}")
+    saved = f"; finished chunks are saved in {shown(Path(run_dir) / RESULTS)}"
+    if run_dir_given():
+        return f"{saved}: rerun the same command to resume, with hydra.run.dir={shown(run_dir)}"
+    return f"{saved}: to resume, rerun the command with hydra.run.dir={shown(run_dir)} added"
 
 
 def _chain(error: BaseException):

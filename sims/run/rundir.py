@@ -95,6 +95,8 @@ def run_missing(study: Study, store: RunStore) -> None:
                 progress.update(chunk)
     except KeyboardInterrupt as stop:  # a chunk cut short is not in the ledger, so it is redone
         raise RunInterrupted(getattr(stop, "signum", signal.SIGINT)) from None
+    except ConfigError:  # a setting the runner found wrong (a scheduler it cannot reach)
+        raise
     except Exception as error:  # a dead worker or scheduler: what is stored stays stored
         log.exception("the run broke off")
         first_line = str(error).splitlines()[0] if str(error) else ""

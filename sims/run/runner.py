@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import signal
 import threading
 import time
@@ -39,6 +40,7 @@ import cloudpickle
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from estimators.presets import ConfigError
 from estimators.result import NUMERIC_COLUMNS, FitResult, Status
 from sims.run.sandbox import Sandbox, WorkerDied, prepare_worker, worker_sandbox
 from sims.run.seeding import data_rng, estimator_rng
@@ -504,21 +506,40 @@ def release_workers(study: Study) -> None:
         _pool = None
 
 
+# dask.distributed's loggers and the levels below which they stay quiet (its INFO lines tell
+# of every worker, connection and dashboard, and drown the run's own).
+DASK_LOG_LEVELS = {"distributed": logging.WARNING, "bokeh": logging.ERROR, "tornado": logging.CRITICAL}
+
+
+def quiet_dask_logs() -> None:
+    """Raise dask.distributed's log levels to :data:`DASK_LOG_LEVELS` (its warnings still show)."""
+    for name, level in DASK_LOG_LEVELS.items():
+        logging.getLogger(name).setLevel(level)
+    import dask  # distributed sets its loggers' levels from dask's config when first imported
+
+    dask.config.set({f"logging.{name}": logging.getLevelName(level).lower() for name, level in DASK_LOG_LEVELS.items()})
+
+
 def _execute_dask(study: Study, tasks) -> Iterator[ChunkResult]:
     """Chunks as dask.distributed futures, on the cluster at ``runner.address`` or on a
     LocalCluster of ``n_jobs`` single-threaded worker processes. Each chunk runs in its worker's
     sandbox (:func:`guarded_chunk`); a chunk whose worker was lost more often than the
     scheduler's ``allowed-failures`` (``KilledWorker``) is run again isolated."""
+    quiet_dask_logs()
     from dask.distributed import Client, LocalCluster, as_completed
     from distributed.scheduler import KilledWorker
 
     address = study.config.runner.address
     if address:
-        client, cluster = Client(address), None
+        try:
+            client, cluster = Client(address), None
+        except OSError as error:  # refused, timed out, no such host
+            raise ConfigError("runner.address", f"cannot reach a dask scheduler at {address} "
+                              f"({str(error).splitlines()[0]}); start one, or fix runner.address") from None
     else:
         workers = study.n_jobs if study.n_jobs > 0 else None
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=":0")  # any free port: 8787 may be taken
         client = Client(cluster)
     schedule = _Schedule(study, tasks, guarded_chunk)
     completed = as_completed()

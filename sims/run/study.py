@@ -15,7 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from estimators.design import InputError
-from estimators.presets import ConfigError, check_allowed_module, check_target, instantiate, load_preset
+from estimators.presets import ConfigError, check_allowed_module, check_target, class_defaults, instantiate, load_preset
 from sims.run import budget
 
 # Dimension names the results dataset reserves; a grid factor may not take them.
@@ -153,6 +153,21 @@ def _check_targets(node: Any, path: str, allowed: tuple[str, ...]) -> None:
     elif isinstance(node, list):
         for index, value in enumerate(node):
             _check_targets(value, f"{path}[{index}]", allowed)
+
+
+def _with_defaults(dgp: DictConfig, allowed: tuple[str, ...]) -> DictConfig:
+    """The DGP's config with its class's defaults for the parameters it does not set (all of
+    them for ``dgp=<module>.<Class>``, :mod:`sims.run.dgp_choice`; none for a shipped config,
+    which lists every parameter)."""
+    defaults = class_defaults(dgp._target_, "dgp", allowed)
+    missing = {name: value for name, value in defaults.items() if name not in dgp}
+    if not missing:
+        return dgp
+    try:
+        filled = OmegaConf.merge(OmegaConf.create(missing), dgp)
+    except OmegaConfBaseException as error:
+        raise ConfigError("dgp", f"a default of {dgp._target_} cannot be stored in a config: {str(error).splitlines()[0]}") from None
+    return OmegaConf.merge({"_target_": dgp._target_}, filled)
 
 
 def _check_ranges(cfg: DictConfig) -> None:
@@ -338,6 +353,7 @@ def validate(cfg: DictConfig) -> Study:
     allowed = _allowed_targets(cfg)
     cfg.estimators = {name: _expand_estimator(name, node, cfg.alpha) for name, node in cfg.estimators.items()}
     _check_targets(OmegaConf.to_container(cfg, resolve=True), "", allowed)
+    cfg.dgp = _with_defaults(cfg.dgp, allowed)
     flat = _flatten_grid(cfg.grid)
     grid_keys = _grid_dims(cfg, flat)
     grid = {dim: flat[dotted] for dim, dotted in grid_keys.items()}

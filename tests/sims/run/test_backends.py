@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -23,15 +24,21 @@ from sims.run.rundir import run_in_directory
 from sims.run.runner import release_workers
 from sims.run.study import validate
 from helpers.cli import ALLOW_HELPERS
+from sims.run.runner import DASK_LOG_LEVELS
 
 STUDY = ("n_reps=24", "runner.chunk_size=5", "grid.dgp.n_subjects=[6,12]",
          "estimators={ols: ols, cr2: ols_cr2, ri: mixedlm_ri}")
 
 
-def test_dask_local_cluster_equals_loky_bit_for_bit():
+def test_dask_local_cluster_equals_loky_bit_for_bit(caplog):
     loky = run_study([*STUDY, "runner.backend=loky", "runner.n_jobs=2"])
+    caplog.set_level(logging.DEBUG)
     dask = run_study([*STUDY, "runner.backend=dask", "runner.n_jobs=2"])
     xr.testing.assert_identical(loky.drop_vars("elapsed_s").drop_attrs(), dask.drop_vars("elapsed_s").drop_attrs())
+    # and quietly: none of distributed's INFO lines about workers, connections and dashboards
+    chatter = [r.getMessage() for r in caplog.records if r.name.split(".")[0] in DASK_LOG_LEVELS
+               and r.levelno < DASK_LOG_LEVELS[r.name.split(".")[0]]]
+    assert not chatter, chatter[:5]
 
 
 def test_a_hanging_fit_times_out_and_leaves_the_others_intact():
