@@ -27,6 +27,8 @@ import xarray as xr
 
 INPUTS = ("estimate", "std_error", "ci_lower", "ci_upper", "p_value", "status", "truth")
 CHUNK_BYTES = 2 * 2**20  # per input variable; the reductions hold a few dozen such blocks at once
+# Inputs up to this size are read from the store once, into memory, before the passes.
+IN_MEMORY_BYTES = 128 * 2**20
 MEAN_ROUNDS = 3  # the deepest nesting of means over replicates in a measure or an influence function
 
 
@@ -37,6 +39,10 @@ def for_reduction(ds: xr.Dataset) -> xr.Dataset:
     thousands of tiny tasks for a summary. Here every chunk spans all grid cells, estimators and
     terms and as many replicates as fit in about ``CHUNK_BYTES`` (at least the store's own rep
     chunk), so memory stays bounded whatever ``n_reps`` is and the task graph stays small.
+
+    Inputs of at most ``IN_MEMORY_BYTES`` are read once into memory and then cut into the same
+    blocks: each of the passes then reads memory instead of the store's files, and, as every
+    block and every operation on it is the same, gives the same bits as reading the store.
     """
     ds = ds[[name for name in INPUTS if name in ds]]
     if ds["estimate"].chunks is None:
@@ -44,6 +50,8 @@ def for_reduction(ds: xr.Dataset) -> xr.Dataset:
     per_rep = 8 * ds["estimate"].size // ds.sizes["rep"]
     stored = max(ds["estimate"].chunksizes["rep"])
     rep_chunk = int(min(ds.sizes["rep"], max(stored, CHUNK_BYTES // max(per_rep, 1))))
+    if ds.nbytes <= IN_MEMORY_BYTES:
+        ds = ds.compute(scheduler="synchronous")
     return ds.chunk({**{dim: -1 for dim in ds.dims if dim != "rep"}, "rep": rep_chunk})
 
 
