@@ -71,6 +71,7 @@ def open_store(study: Study, run_dir: Path) -> RunStore:
             study.n_reps = max(study.n_reps, held)
         elif study.n_reps < held:
             raise ConfigError("n_reps", f"is {study.n_reps} but {store.path} already holds {held} replicates")
+    runner.start_workers(study)
     chunking.resolve(study, store.rep_chunk if store.exists() else None)
     budget.check_memory(study)
     budget.check_disk(study, run_dir, held)

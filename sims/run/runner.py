@@ -494,6 +494,24 @@ def _execute_loky(study: Study, tasks) -> Iterator[ChunkResult]:
             pool.shutdown(wait=False, kill_workers=True)
 
 
+def _started() -> None:
+    """A worker's first task: it has imported this module, and what the chunks need, when done."""
+
+
+def start_workers(study: Study) -> None:
+    """Start the loky workers now, without waiting for them: their start-up (a process each,
+    the imports a chunk needs) overlaps what the main process does before the first chunk
+    (creating the store, choosing the chunk size); :func:`execute` then finds them running."""
+    if study.config.runner.backend != "loky":
+        return
+    from joblib import effective_n_jobs
+
+    n_workers = effective_n_jobs(study.n_jobs)
+    pool = _loky_pool(n_workers)
+    for _ in range(n_workers):
+        pool.submit(_started)
+
+
 def release_workers(study: Study) -> None:
     """Stop the loky worker processes once a study's chunks are done (they would otherwise
     idle, holding their memory, for loky's five-minute time-out while the summary and report
