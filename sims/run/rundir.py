@@ -71,7 +71,8 @@ def open_store(study: Study, run_dir: Path) -> RunStore:
             study.n_reps = max(study.n_reps, held)
         elif study.n_reps < held:
             raise ConfigError("n_reps", f"is {study.n_reps} but {store.path} already holds {held} replicates")
-    runner.start_workers(study)
+    if not store.exists():
+        runner.start_workers(study)  # a new study: its workers start while its store is made
     chunking.resolve(study, store.rep_chunk if store.exists() else None)
     budget.check_memory(study)
     budget.check_disk(study, run_dir, held)

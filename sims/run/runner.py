@@ -40,6 +40,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from estimators.result import NUMERIC_COLUMNS, FitResult, Status
+from sims.run import chunking
 from sims.run.sandbox import Sandbox, WorkerDied, prepare_worker, worker_sandbox
 from sims.run.seeding import data_rng, estimator_rng
 
@@ -368,7 +369,9 @@ def guarded_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str
 
 def chunk_plan(study: Study, rep_chunk: int | None = None) -> list[tuple[int, range]]:
     """Every (cell index, replicate range) task: replicates cut at multiples of ``rep_chunk``
-    (the store's chunking; ``runner.chunk_size`` by default)."""
+    (the store's chunking; ``runner.chunk_size`` by default, chosen now when it is ``auto``)."""
+    if rep_chunk is None:
+        chunking.resolve(study)
     size = rep_chunk or study.chunk_size
     return [
         (cell.index, range(start, min(start + size, study.n_reps)))
