@@ -4,8 +4,9 @@
 A replicate's numbers depend only on (seed, cell, rep) (:mod:`sims.run.seeding`), so the size
 changes how the work is cut, never the numbers. ``auto`` times one pilot chunk of
 ``PILOT_REPS`` replicates of each cell in this process (drawn from a stream no replicate uses:
-the cell numbered ``PILOT_CELL``; the results are thrown away), a second time when the first
-was quick, since the first pays for what the estimators build once per design. The size is
+the cell numbered ``PILOT_CELL``; the results are thrown away), a second time, warm, when the
+first took less than ``runner.chunk_seconds`` (the first pays for what the estimators build once
+per design, which can be most of a pilot of quick fits); the quicker of the two counts. The size is
 ``runner.chunk_seconds`` over the slowest cell's seconds per replicate, rounded down to a
 1-2-2.5-5 series within ``[MIN_AUTO, MAX_AUTO]``, then lowered so that there are at least
 ``TASKS_PER_WORKER`` tasks per local worker (the workers stay busy to the end) and a chunk's
@@ -22,7 +23,6 @@ from sims.run import budget
 
 PILOT_REPS = 10
 PILOT_CELL = 2**32 - 1  # a cell number no study has: the pilot's draws are no replicate's
-QUICK_PILOT_S = 0.5  # a first pilot this quick is timed again, warm
 MIN_AUTO, MAX_AUTO = 25, 20_000
 TASKS_PER_WORKER = 4
 MAX_CHUNK_BYTES = 128 * 2**20
@@ -51,10 +51,10 @@ def seconds_per_replicate(study) -> float:
         start = time.perf_counter()
         run_chunk(pilot, study.seed, reps, study.timeouts)
         elapsed = time.perf_counter() - start
-        if elapsed < QUICK_PILOT_S:
+        if elapsed < float(study.config.runner.chunk_seconds):
             start = time.perf_counter()
             run_chunk(pilot, study.seed, reps, study.timeouts)
-            elapsed = time.perf_counter() - start
+            elapsed = min(elapsed, time.perf_counter() - start)
         slowest = max(slowest, elapsed / PILOT_REPS)
     return slowest
 
