@@ -204,7 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["study", "speedup", "overhead", "memory"])
     parser.add_argument("--study-reps", type=int, default=200_000, help="replicates of the OLS family study")
-    parser.add_argument("--lmm-reps", type=int, default=2_000, help="replicates of the lmm_rs study")
+    parser.add_argument("--lmm-reps", type=int, default=20_000, help="replicates of the lmm_rs study")
     parser.add_argument("--reps", type=int, default=800, help="replicates for speed-up and overhead")
     parser.add_argument("--memory-reps", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--memory-chunk", type=int, default=MEMORY_CHUNK, help="runner.chunk_size of the memory runs")
