@@ -6,7 +6,10 @@ changes how the work is cut, never the numbers. ``auto`` times one pilot chunk o
 ``PILOT_REPS`` replicates of each cell in this process (drawn from a stream no replicate uses:
 the cell numbered ``PILOT_CELL``; the results are thrown away), a second time, warm, when the
 first took less than ``runner.chunk_seconds`` (the first pays for what the estimators build once
-per design, which can be most of a pilot of quick fits); the quicker of the two counts. The size is
+per design, which can be most of a pilot of quick fits); the quicker of the two counts. When
+that makes ``LARGE_PILOT_REPS`` replicates a quarter of ``runner.chunk_seconds`` or less, a
+pilot of that many is timed too and the cost of a replicate is the difference of the two over
+the difference of their sizes (a batched estimator's per-chunk cost is not a replicate's). The size is
 ``runner.chunk_seconds`` over the slowest cell's seconds per replicate, rounded down to a
 1-2-2.5-5 series within ``[MIN_AUTO, MAX_AUTO]``, then lowered so that there are at least
 ``TASKS_PER_WORKER`` tasks per local worker (the workers stay busy to the end) and a chunk's
@@ -22,6 +25,7 @@ import time
 from sims.run import budget
 
 PILOT_REPS = 10
+LARGE_PILOT_REPS = 50  # a third pilot for quick replicates, which gives the marginal cost
 PILOT_CELL = 2**32 - 1  # a cell number no study has: the pilot's draws are no replicate's
 MIN_AUTO, MAX_AUTO = 25, 20_000
 TASKS_PER_WORKER = 4
@@ -40,22 +44,29 @@ def rounded_down(size: float) -> int:
     return best
 
 
-def seconds_per_replicate(study) -> float:
-    """The slowest cell's seconds per replicate, from a pilot chunk (see the module's text)."""
+def _timed_pilot(cell, study, n_reps: int) -> float:
+    """Wall seconds of a pilot chunk of ``n_reps`` replicates of ``cell``."""
     from sims.run.runner import run_chunk
 
+    start = time.perf_counter()
+    run_chunk(cell, study.seed, range(n_reps), study.timeouts)
+    return time.perf_counter() - start
+
+
+def seconds_per_replicate(study) -> float:
+    """The slowest cell's seconds per replicate, from pilot chunks (see the module's text)."""
+    target = float(study.config.runner.chunk_seconds)
     slowest = 0.0
     for cell in study.cells:
         pilot = dataclasses.replace(cell, index=PILOT_CELL)
-        reps = range(PILOT_REPS)
-        start = time.perf_counter()
-        run_chunk(pilot, study.seed, reps, study.timeouts)
-        elapsed = time.perf_counter() - start
-        if elapsed < float(study.config.runner.chunk_seconds):
-            start = time.perf_counter()
-            run_chunk(pilot, study.seed, reps, study.timeouts)
-            elapsed = min(elapsed, time.perf_counter() - start)
-        slowest = max(slowest, elapsed / PILOT_REPS)
+        elapsed = _timed_pilot(pilot, study, PILOT_REPS)
+        if elapsed < target:
+            elapsed = min(elapsed, _timed_pilot(pilot, study, PILOT_REPS))
+        per_rep = elapsed / PILOT_REPS
+        if LARGE_PILOT_REPS * per_rep < target / 4:  # quick: the marginal cost, without the per-chunk part
+            more = _timed_pilot(pilot, study, LARGE_PILOT_REPS) - elapsed
+            per_rep = more / (LARGE_PILOT_REPS - PILOT_REPS) if more > 0 else per_rep
+        slowest = max(slowest, per_rep)
     return slowest
 
 
