@@ -9,8 +9,9 @@ means the measures need, then the measures, each block reduced and let go as it 
 mean and each measure is its own dask computation (:func:`one_pass`): in one graph holding many
 reductions of the same blocks, dask's scheduler keeps blocks alive (1,000,000 replicates of 4
 estimators: 290 MiB peak in one graph, 244 MiB one by one, against 180 MiB for the opened
-store). A summary then reads the store some 25 times, and its memory is bounded by a few
-blocks, whatever ``n_reps``.
+store). A summary then reads the blocks some 25 times, and its memory is bounded by a few
+blocks, whatever ``n_reps``; inputs small enough (``IN_MEMORY_BYTES``) are read from the
+store once and the passes read memory (:func:`for_reduction`).
 
 Nothing here knows a measure's formula; the formulas know nothing of dask beyond taking their
 means through :func:`rep_mean`.
@@ -27,6 +28,8 @@ import xarray as xr
 
 INPUTS = ("estimate", "std_error", "ci_lower", "ci_upper", "p_value", "status", "truth")
 CHUNK_BYTES = 2 * 2**20  # per input variable; the reductions hold a few dozen such blocks at once
+# Inputs up to this size are read from the store once, into memory, before the passes.
+IN_MEMORY_BYTES = 128 * 2**20
 MEAN_ROUNDS = 3  # the deepest nesting of means over replicates in a measure or an influence function
 
 
@@ -37,6 +40,12 @@ def for_reduction(ds: xr.Dataset) -> xr.Dataset:
     thousands of tiny tasks for a summary. Here every chunk spans all grid cells, estimators and
     terms and as many replicates as fit in about ``CHUNK_BYTES`` (at least the store's own rep
     chunk), so memory stays bounded whatever ``n_reps`` is and the task graph stays small.
+
+    Inputs of at most ``IN_MEMORY_BYTES`` are read once into memory and then cut into the same
+    blocks: each of the passes then reads memory instead of the store's files, and, as every
+    block and every operation on it is the same, gives the same bits as reading the store. When
+    they make one block, they stay numpy arrays (no passes at all): a reduction of one block
+    is numpy's reduction of the whole array either way.
     """
     ds = ds[[name for name in INPUTS if name in ds]]
     if ds["estimate"].chunks is None:
@@ -44,6 +53,10 @@ def for_reduction(ds: xr.Dataset) -> xr.Dataset:
     per_rep = 8 * ds["estimate"].size // ds.sizes["rep"]
     stored = max(ds["estimate"].chunksizes["rep"])
     rep_chunk = int(min(ds.sizes["rep"], max(stored, CHUNK_BYTES // max(per_rep, 1))))
+    if ds.nbytes <= IN_MEMORY_BYTES:
+        ds = ds.compute(scheduler="synchronous")
+        if rep_chunk >= ds.sizes["rep"]:
+            return ds
     return ds.chunk({**{dim: -1 for dim in ds.dims if dim != "rep"}, "rep": rep_chunk})
 
 
@@ -51,8 +64,9 @@ def for_reduction(ds: xr.Dataset) -> xr.Dataset:
 def quiet_arithmetic():
     """Silence numpy's warnings for 0/0 and the like while measures are computed: a cell where
     no replicate is valid, or a relative bias where theta = 0, is NaN by design. (``np.errstate``
-    would not reach dask's worker threads; the warning filters do.)"""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
+    would not reach dask's worker threads; the warning filters do.) Means are numpy's, never
+    bottleneck's or numbagg's, so that data in memory give the bits of the same data read lazily."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"), xr.set_options(use_bottleneck=False, use_numbagg=False):
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
 

@@ -1,7 +1,18 @@
-"""Runner benchmarks: parallel speed-up, runner overhead and peak memory.
+"""Runner benchmarks: a study against drawing its data, parallel speed-up, re-runs, overhead, memory.
 
-    python benchmarks/runner.py                   # all three, default sizes
+    python benchmarks/runner.py                   # all, default sizes
+    python benchmarks/runner.py --only study --study-reps 200000
     python benchmarks/runner.py --only memory --memory-reps 10000 1000000
+
+0. Study (``--only study``): the OLS family (iid and CR1 OLS on the default design) at
+   --study-reps replicates as ``clustersim`` runs it (a fresh process: start-up, the store, the
+   chunks, the summary), against drawing the same replicates' data in this process
+   (``DGP.generate_chunk`` in chunks of 2,500, nothing fitted). Goal: within 3x. Then the same
+   command again in the same run directory (a finished study: the checks and the summary).
+   Goal: at most 15% of the run. Then the chunks of the same study with runner.n_jobs=1 and 2
+   (``run_in_directory`` in this process, the pilot and the store included, the summary not).
+   Goal: >= 1.8x on 2 cores. Then ``lmm_rs`` at --lmm-reps replicates, n_jobs=1, end to end,
+   against its fits' own time (the sum of the stored ``elapsed_s``). Goal: within 2x.
 
 1. Speed-up: replicates per second of the default study's design with OLS, CR1 and
    statsmodels' two mixed models (compute-bound: tens of ms per replicate) with
@@ -16,7 +27,7 @@
    ``--code DIR`` runs another checkout's `clustersim` (e.g. ``git archive`` of an older
    commit), for a before/after comparison in one session.
 
-All ratios are measured in one run on the same machine; OPENBLAS_CORETYPE, when set, slows
+The load average of the machine is printed with each figure. All ratios are measured in one run on the same machine; OPENBLAS_CORETYPE, when set, slows
 numpy on these machines and is reported.
 """
 from __future__ import annotations
@@ -30,10 +41,12 @@ import time
 from pathlib import Path
 
 # The project root first: this folder's estimators.py would otherwise shadow the package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from sims.api import compose  # noqa: E402
 from sims.run.rundir import run_in_directory  # noqa: E402
+from sims.run.runner import draw_chunk, release_workers  # noqa: E402
 from sims.run.seeding import data_rng, estimator_rng  # noqa: E402
 from sims.run.study import validate  # noqa: E402
 
@@ -41,6 +54,9 @@ DEFAULT = ["runner.progress=false", "report=false"]
 # Compute-bound: the default study's design with statsmodels' mixed models (tens of ms per fit).
 COMPUTE_BOUND = "estimators={ols: ols, ols_cr1: ols_cr1, mixedlm_ri: mixedlm_ri, mixedlm_rs: mixedlm_rs}"
 OLS_FAMILY = "estimators={ols: ols, hc3: ols_hc3, cr1: ols_cr1, cr2: ols_cr2}"
+OLS_STUDY = "estimators={ols: ols, cr1: ols_cr1}"
+LMM_STUDY = "estimators={rs: lmm_rs}"
+DRAW_CHUNK = 2_500
 # Replicates per chunk in the memory benchmark: the same at every size, since a worker holds one
 # chunk's frames and results at a time (memory grows with the chunk, by design not with n_reps).
 MEMORY_CHUNK = 25
@@ -52,6 +68,65 @@ def study_rate(n_reps: int, n_jobs: int) -> float:
         start = time.perf_counter()
         run_in_directory(study, Path(run_dir))
         return n_reps / (time.perf_counter() - start)
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def draw_seconds(n_reps: int, estimators: str) -> float:
+    """Wall seconds to draw every replicate's data of the study, in chunks of DRAW_CHUNK."""
+    study = validate(compose([f"n_reps={n_reps}", estimators, *DEFAULT]))
+    start = time.perf_counter()
+    for cell in study.cells:
+        for first in range(0, n_reps, DRAW_CHUNK):
+            reps = range(first, min(first + DRAW_CHUNK, n_reps))
+            draw_chunk(cell.dgp, [data_rng(study.seed, cell.index, rep) for rep in reps])
+    return time.perf_counter() - start
+
+
+def cli_seconds(run_dir: Path, *overrides: str) -> float:
+    """Wall seconds of one ``clustersim`` command (a fresh process) in ``run_dir``."""
+    command = [sys.executable, "-m", "sims.run.cli", f"hydra.run.dir={run_dir}", "print_table=false",
+               *DEFAULT, *overrides]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=tempfile.gettempdir())
+    return time.perf_counter() - start
+
+
+def chunks_seconds(n_reps: int, n_jobs: int, estimators: str) -> float:
+    """Wall seconds of ``run_in_directory`` (pilot, store, chunks; no summary) in this process."""
+    study = validate(compose([f"n_reps={n_reps}", f"runner.n_jobs={n_jobs}", estimators, *DEFAULT]))
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        run_in_directory(study, Path(run_dir))
+        elapsed = time.perf_counter() - start
+        release_workers(study)
+        return elapsed
+
+
+def study_figures(n_reps: int, lmm_reps: int) -> None:
+    draw = draw_seconds(n_reps, OLS_STUDY)
+    print(f"drawing the data of {n_reps:,} replicates: {draw:.2f} s ({load()})")
+    with tempfile.TemporaryDirectory() as run_dir:
+        first = cli_seconds(Path(run_dir), f"n_reps={n_reps}", OLS_STUDY)
+        print(f"OLS family study, {n_reps:,} replicates, clustersim end to end: {first:.2f} s, "
+              f"{first / draw:.2f}x drawing its data (goal <= 3x) ({load()})")
+        again = cli_seconds(Path(run_dir), f"n_reps={n_reps}", OLS_STUDY)
+        print(f"the same command on the finished study: {again:.2f} s, {100 * again / first:.1f}% of the run "
+              f"(goal <= 15%) ({load()})")
+    one = chunks_seconds(n_reps, 1, OLS_STUDY)
+    two = chunks_seconds(n_reps, 2, OLS_STUDY)
+    print(f"its chunks (run_in_directory): n_jobs=1 {one:.2f} s, n_jobs=2 {two:.2f} s, speed-up {one / two:.2f}x "
+          f"(goal >= 1.8x) ({load()})")
+    with tempfile.TemporaryDirectory() as run_dir:
+        wall = cli_seconds(Path(run_dir), f"n_reps={lmm_reps}", LMM_STUDY, "runner.n_jobs=1")
+        import xarray as xr
+
+        fits = float(xr.open_zarr(Path(run_dir) / "results.zarr")["elapsed_s"].sum())
+    print(f"lmm_rs study, {lmm_reps:,} replicates, n_jobs=1, end to end: {wall:.2f} s against its fits' "
+          f"{fits:.2f} s: {wall / fits:.2f}x (goal <= 2x) ({load()})")
 
 
 def loop_rate(n_reps: int) -> float:
@@ -127,13 +202,17 @@ def peak_memory_mib(n_reps: int, chunk: int = MEMORY_CHUNK, code: str | None = N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["speedup", "overhead", "memory"])
+    parser.add_argument("--only", choices=["study", "speedup", "overhead", "memory"])
+    parser.add_argument("--study-reps", type=int, default=200_000, help="replicates of the OLS family study")
+    parser.add_argument("--lmm-reps", type=int, default=20_000, help="replicates of the lmm_rs study")
     parser.add_argument("--reps", type=int, default=800, help="replicates for speed-up and overhead")
     parser.add_argument("--memory-reps", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--memory-chunk", type=int, default=MEMORY_CHUNK, help="runner.chunk_size of the memory runs")
     parser.add_argument("--code", help="a checkout whose clustersim the memory runs use (default: this one)")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    if args.only in (None, "study"):
+        study_figures(args.study_reps, args.lmm_reps)
     if args.only in (None, "speedup"):
         one, two = study_rate(args.reps, 1), study_rate(args.reps, 2)
         print(f"default study, {args.reps} replicates: n_jobs=1 {one:.1f} rep/s, n_jobs=2 {two:.1f} rep/s, "

@@ -16,7 +16,7 @@ from hydra import initialize_config_dir
 from omegaconf import DictConfig
 
 from sims.run.dataset import build_dataset
-from sims.run import budget, runner
+from sims.run import budget, chunking, runner
 from sims.run.config_files import check_config_files, with_user_dirs
 from sims.run.dgp_choice import class_dgp_overrides
 from estimators.presets import conf_dir
@@ -66,5 +66,6 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
 def run_study(overrides: Sequence[str] = (), progress: Callable | None = None) -> xr.Dataset:
     """Compose, validate and run a study; returns the results dataset."""
     study: Study = validate(compose(overrides))
+    chunking.resolve(study)
     budget.check_memory(study, in_memory=True)
     return build_dataset(study, runner.run(study, progress))

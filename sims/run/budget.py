@@ -58,7 +58,7 @@ def store_bytes(study, n_reps: int) -> int:
     return len(study.cells) * n_reps * replicate_bytes(study)
 
 
-def _local_workers(study) -> int:
+def local_workers(study) -> int:
     if study.config.runner.backend == "dask" and study.config.runner.address:
         return 0  # the workers run elsewhere
     cores = os.cpu_count() or 1
@@ -73,7 +73,7 @@ def memory_needs(study, in_memory: bool = False) -> dict[str, int]:
     by_reps = cells * estimators * n_reps + 8 * n_reps + TASK_BYTES * tasks
     if in_memory:
         by_reps += store_bytes(study, n_reps)
-    workers = _local_workers(study)
+    workers = local_workers(study)
     # Each worker holds a chunk's data and results; the writer holds a chunk's store region.
     chunk = study.chunk_size * (study.data_bytes + replicate_bytes(study))
     return {key: by_reps, "runner.chunk_size": chunk * (workers + 2), "runner.n_jobs": WORKER_BYTES * workers}
@@ -139,7 +139,7 @@ def check_memory(study, in_memory: bool = False) -> None:
 def _describe(study) -> str:
     key, n_reps = reps_key(study)
     return (f"{len(study.cells)} cell(s) x {n_reps} replicates x {len(study.estimator_names)} estimator(s) "
-            f"x {len(study.terms)} term(s), chunks of {study.chunk_size}, {_local_workers(study)} local worker(s)")
+            f"x {len(study.terms)} term(s), chunks of {study.chunk_size}, {local_workers(study)} local worker(s)")
 
 
 def _existing(path: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import xarray as xr
 
 from analysis.measures import summarise
-from sims.run import budget, runner
+from sims.run import budget, chunking, runner
 from sims.run.precision import next_n_reps
 from estimators.presets import ConfigError
 from sims.run.progress import Progress
@@ -71,6 +71,9 @@ def open_store(study: Study, run_dir: Path) -> RunStore:
             study.n_reps = max(study.n_reps, held)
         elif study.n_reps < held:
             raise ConfigError("n_reps", f"is {study.n_reps} but {store.path} already holds {held} replicates")
+    if not store.exists():
+        runner.start_workers(study)  # a new study: its workers start while its store is made
+    chunking.resolve(study, store.rep_chunk if store.exists() else None)
     budget.check_memory(study)
     budget.check_disk(study, run_dir, held)
     store.prepare(study)

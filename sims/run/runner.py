@@ -42,6 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from estimators.presets import ConfigError
 from estimators.result import NUMERIC_COLUMNS, FitResult, Status
+from sims.run import chunking
 from sims.run.sandbox import Sandbox, WorkerDied, prepare_worker, worker_sandbox
 from sims.run.seeding import data_rng, estimator_rng
 
@@ -370,7 +371,9 @@ def guarded_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str
 
 def chunk_plan(study: Study, rep_chunk: int | None = None) -> list[tuple[int, range]]:
     """Every (cell index, replicate range) task: replicates cut at multiples of ``rep_chunk``
-    (the store's chunking; ``runner.chunk_size`` by default)."""
+    (the store's chunking; ``runner.chunk_size`` by default, chosen now when it is ``auto``)."""
+    if rep_chunk is None:
+        chunking.resolve(study)
     size = rep_chunk or study.chunk_size
     return [
         (cell.index, range(start, min(start + size, study.n_reps)))
@@ -494,6 +497,24 @@ def _execute_loky(study: Study, tasks) -> Iterator[ChunkResult]:
     finally:
         if not finished:  # an error or an interrupt: no worker outlives the run
             pool.shutdown(wait=False, kill_workers=True)
+
+
+def _started() -> None:
+    """A worker's first task: it has imported this module, and what the chunks need, when done."""
+
+
+def start_workers(study: Study) -> None:
+    """Start the loky workers now, without waiting for them: their start-up (a process each,
+    the imports a chunk needs) overlaps what the main process does before the first chunk
+    (creating the store, choosing the chunk size); :func:`execute` then finds them running."""
+    if study.config.runner.backend != "loky":
+        return
+    from joblib import effective_n_jobs
+
+    n_workers = effective_n_jobs(study.n_jobs)
+    pool = _loky_pool(n_workers)
+    for _ in range(n_workers):
+        pool.submit(_started)
 
 
 def release_workers(study: Study) -> None:

@@ -115,10 +115,9 @@ class RunStore:
     def open(self) -> xr.Dataset:
         """The results, lazily (dask arrays over blocks of whole store chunks, at least
         ``READ_BLOCK`` replicates): nothing is read until computed."""
-        ds = xr.open_zarr(self.path)
-        rep_chunk = int(ds.attrs["rep_chunk"])
+        rep_chunk = int(xr.open_zarr(self.path).attrs["rep_chunk"])
         block = rep_chunk * max(1, READ_BLOCK // rep_chunk)
-        return ds.chunk({"rep": block})
+        return xr.open_zarr(self.path, chunks={"rep": block})  # each block read in one call to zarr
 
     @property
     def rep_chunk(self) -> int:

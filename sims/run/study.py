@@ -29,7 +29,8 @@ TIMEOUT_KEY = "timeout_s"  # optional per-estimator key: seconds before a fit co
 @dataclass
 class RunnerSchema:
     n_jobs: int = -1
-    chunk_size: int = 25
+    chunk_size: Any = "auto"  # replicates per task and store chunk, or auto (sims.run.chunking)
+    chunk_seconds: float = 2.0  # what runner.chunk_size=auto aims at per task
     backend: str = "loky"  # loky (joblib processes on this machine) | dask (dask.distributed)
     address: Optional[str] = None  # dask scheduler address; None starts a LocalCluster
     progress: bool = True
@@ -89,7 +90,7 @@ class Study:
     grid_keys: dict[str, str]  # dim name -> dotted config key
     cells: list[Cell]
     n_jobs: int
-    chunk_size: int
+    chunk_size: Optional[int]  # None: auto, chosen where the study runs (sims.run.chunking)
     terms: list[str] = field(default_factory=list)  # every term a fit or the truth reports
     extras: list[str] = field(default_factory=list)  # per-replicate extras the estimators report
     timeouts: dict[str, float] = field(default_factory=dict)  # estimator -> seconds per fit
@@ -188,11 +189,17 @@ def _check_ranges(cfg: DictConfig) -> None:
         raise ConfigError("seed", f"must be >= 0, got {cfg.seed}")
     if cfg.runner.n_jobs == 0:
         raise ConfigError("runner.n_jobs", "must be a positive number of processes or -1 for all cores, got 0")
-    if cfg.runner.chunk_size < 1:
-        raise ConfigError("runner.chunk_size", f"must be >= 1, got {cfg.runner.chunk_size}")
+    chunk_size = cfg.runner.chunk_size
+    if chunk_size != "auto":
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+            raise ConfigError("runner.chunk_size", f"must be a positive integer or 'auto', got {chunk_size!r}")
+        if chunk_size < 1:
+            raise ConfigError("runner.chunk_size", f"must be >= 1, got {chunk_size}")
+        budget.check_count("runner.chunk_size", chunk_size, budget.MAX_REPS)
+    if not cfg.runner.chunk_seconds > 0:
+        raise ConfigError("runner.chunk_seconds", f"must be > 0, got {cfg.runner.chunk_seconds}")
     if cfg.runner.max_worker_deaths < 0:
         raise ConfigError("runner.max_worker_deaths", f"must be >= 0, got {cfg.runner.max_worker_deaths}")
-    budget.check_count("runner.chunk_size", cfg.runner.chunk_size, budget.MAX_REPS)
     if cfg.runner.backend not in BACKENDS:
         raise ConfigError("runner.backend", f"must be one of {', '.join(BACKENDS)}, got {cfg.runner.backend!r}")
     if not cfg.estimators:
@@ -376,6 +383,6 @@ def validate(cfg: DictConfig) -> Study:
     return Study(
         config=cfg, n_reps=initial_reps(cfg), seed=int(cfg.seed), alpha=float(cfg.alpha),
         grid=grid, grid_keys=grid_keys, cells=cells,
-        n_jobs=int(cfg.runner.n_jobs), chunk_size=int(cfg.runner.chunk_size),
+        n_jobs=int(cfg.runner.n_jobs), chunk_size=None if cfg.runner.chunk_size == "auto" else int(cfg.runner.chunk_size),
         terms=terms, extras=extras, timeouts=timeouts, precision=cfg.precision, data_bytes=data_bytes,
     )

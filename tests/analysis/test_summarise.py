@@ -12,6 +12,7 @@ from helpers.datasets import synthetic_dataset
 from helpers.datasets import ALPHA, TRUTH, hand_made
 
 from analysis.measures import MEASURES, alpha_label, measure_names, rejection_name, summarise, to_tidy
+from analysis import reduction
 from analysis.reduction import RepMeans
 from estimators.result import Status
 
@@ -134,6 +135,16 @@ def test_any_status_but_ok_and_singular_is_a_failure():
     assert summary["value"].sel(estimator="a", term="X", measure="failure_rate").item() == pytest.approx(1 / 12)
 
 
+def test_a_store_read_into_memory_gives_the_bits_of_one_read_pass_by_pass(monkeypatch):
+    """Small inputs are read once and, making one block, reduced as numpy arrays: the bits of
+    reading the store block by block, pass by pass."""
+    pytest.importorskip("dask")
+    lazy_input = synthetic_dataset(seed=3, n_reps=60).chunk({"rep": 20})
+    in_memory = summarise(lazy_input)
+    monkeypatch.setattr(reduction, "IN_MEMORY_BYTES", 0)
+    xr.testing.assert_identical(in_memory, summarise(lazy_input))
+
+
 def test_lazy_dataset_gives_the_same_small_result_with_every_mean_computed_first(monkeypatch):
     """On a dask-backed dataset every mean over replicates is computed before the measures that
     centre on it, so that no measure's graph waits for a mean while holding the store's blocks."""
@@ -141,6 +152,7 @@ def test_lazy_dataset_gives_the_same_small_result_with_every_mean_computed_first
     ds = synthetic_dataset(seed=7, n_reps=120, grid={"n_subjects": [6, 12], "icc": [0.1, 0.5]})
     eager = summarise(ds)
     lazy_input = ds.chunk({"rep": 25, "n_subjects": 1, "icc": 1})
+    monkeypatch.setattr(reduction, "IN_MEMORY_BYTES", 0)  # a store too big to read into memory
     asked, missed = [], []
     original = RepMeans.mean
 

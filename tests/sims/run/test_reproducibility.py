@@ -25,7 +25,7 @@ def numbers(ds: xr.Dataset) -> xr.Dataset:
 def test_identical_across_n_jobs_and_chunk_sizes(small_study):
     reference = run(small_study, "runner.n_jobs=1", "runner.chunk_size=30")
     for extra in (("runner.n_jobs=2", "runner.chunk_size=7"), ("runner.n_jobs=1", "runner.chunk_size=1"),
-                  ("runner.n_jobs=2", "runner.chunk_size=30")):
+                  ("runner.n_jobs=2", "runner.chunk_size=30"), ("runner.n_jobs=2", "runner.chunk_size=auto")):
         other = run(small_study, *extra)
         xr.testing.assert_identical(numbers(reference), numbers(other))
 
