@@ -3,7 +3,9 @@
 
 A replicate's numbers depend only on (seed, cell, rep) (:mod:`sims.run.seeding`), so the size
 changes how the work is cut, never the numbers. ``auto`` times one pilot chunk of
-``PILOT_REPS`` replicates of each cell in this process (drawn from a stream no replicate uses:
+``PILOT_REPS`` replicates of the first and the last cell (:func:`pilot_cells`) on a worker
+process (:func:`sims.run.runner.timed_pilot`; a pilot whose worker dies gives the smallest
+size) (drawn from a stream no replicate uses:
 the cell numbered ``PILOT_CELL``; the results are thrown away), a second time, warm, when the
 first took less than ``runner.chunk_seconds`` (the first pays for what the estimators build once
 per design, which can be most of a pilot of quick fits); the quicker of the two counts. When
@@ -20,7 +22,6 @@ keeps the size it was created with (its ``rep_chunk``), which a resumed run uses
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from sims.run import budget
 
@@ -45,21 +46,29 @@ def rounded_down(size: float) -> int:
 
 
 def _timed_pilot(cell, study, n_reps: int) -> float:
-    """Wall seconds of a pilot chunk of ``n_reps`` replicates of ``cell``."""
-    from sims.run.runner import run_chunk
+    """Seconds of a pilot chunk of ``n_reps`` replicates of ``cell`` (in a worker process, so a
+    fit that kills its process costs the pilot, not the run; infinite then)."""
+    from sims.run.runner import timed_pilot
 
-    start = time.perf_counter()
-    run_chunk(cell, study.seed, range(n_reps), study.timeouts)
-    return time.perf_counter() - start
+    return timed_pilot(study, cell, range(n_reps))
+
+
+def pilot_cells(study) -> list:
+    """The cells a pilot times: the first and the last (a grid's values usually grow along it,
+    so these are its smallest and largest designs), not every cell of a large grid."""
+    cells = list(study.cells)
+    return cells if len(cells) <= 2 else [cells[0], cells[-1]]
 
 
 def seconds_per_replicate(study) -> float:
     """The slowest cell's seconds per replicate, from pilot chunks (see the module's text)."""
     target = float(study.config.runner.chunk_seconds)
     slowest = 0.0
-    for cell in study.cells:
+    for cell in pilot_cells(study):
         pilot = dataclasses.replace(cell, index=PILOT_CELL)
         elapsed = _timed_pilot(pilot, study, PILOT_REPS)
+        if elapsed == float("inf"):
+            return elapsed
         if elapsed < target:
             elapsed = min(elapsed, _timed_pilot(pilot, study, PILOT_REPS))
         per_rep = elapsed / PILOT_REPS

@@ -499,6 +499,28 @@ def _execute_loky(study: Study, tasks) -> Iterator[ChunkResult]:
             pool.shutdown(wait=False, kill_workers=True)
 
 
+def _timed_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, float]) -> float:
+    """Seconds :func:`run_chunk` takes (its results thrown away): a pilot of chunking's."""
+    start = time.perf_counter()
+    run_chunk(cell, seed, reps, timeouts)
+    return time.perf_counter() - start
+
+
+def timed_pilot(study: Study, cell: Cell, reps: range) -> float:
+    """Seconds a chunk of ``reps`` of ``cell`` takes: on a loky worker (a fit that kills it costs
+    only the pilot: infinite seconds then), in this process on the other backends."""
+    if study.config.runner.backend != "loky":
+        return _timed_chunk(cell, study.seed, reps, study.timeouts)
+    from concurrent.futures.process import BrokenProcessPool
+    from joblib import effective_n_jobs
+
+    try:
+        return _loky_pool(effective_n_jobs(study.n_jobs)).submit(_timed_chunk, cell, study.seed, reps,
+                                                                   study.timeouts).result()
+    except BrokenProcessPool:
+        return float("inf")
+
+
 def _started() -> None:
     """A worker's first task: it has imported this module, and what the chunks need, when done."""
 

@@ -81,3 +81,23 @@ def test_more_fatal_fits_than_the_limit_end_the_run_in_one_line(tmp_path):
     assert line.startswith("clustersim: error: runner: the run broke off (TooManyWorkerDeaths: 2 fits killed "
                            "their worker process, more than runner.max_worker_deaths=1"), line
     assert "replicate 2: signal 6, SIGABRT" in line
+
+
+def test_a_pilot_fit_that_kills_its_worker_costs_only_the_pilot(tmp_path):
+    """``runner.chunk_size: auto`` times its pilot on a worker: a fit that kills that process
+    leaves the main process running, the smallest chunk size, and a study without a failure
+    (the pilot's draws are no replicate's)."""
+    from sims.api import compose
+    from sims.run.chunking import MIN_AUTO, PILOT_CELL
+    from sims.run.seeding import data_rng
+    from sims.run.study import validate
+
+    cell = validate(compose(["estimators={ols: ols}"])).cells[0]
+    pilot_first = float(cell.dgp.generate(data_rng(2024, PILOT_CELL, 0))["y"].iloc[0])
+    dying = f"{{_target_: helpers.misbehaving.DyingOLS, first_outcomes: [{pilot_first!r}]}}"
+    done = clustersim(tmp_path, "n_reps=60", "seed=2024", "runner.chunk_size=auto", "runner.n_jobs=1",
+                      f"estimators={{dies: {dying}}}")
+    assert done.returncode == 0, done.stderr
+    ds = xr.open_zarr(tmp_path / "results.zarr")
+    assert int(ds.attrs["rep_chunk"]) == MIN_AUTO
+    assert (ds["status"].values == Status.ok).all()
