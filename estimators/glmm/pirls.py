@@ -16,20 +16,25 @@ the step is below 1e-10 in the max norm. The Laplace deviance (lme4's nAGQ = 1 o
     f(theta, beta) = D(u*) + log |M(u*)|.
 
 M is factored blockwise as in the LMM engine (:mod:`estimators.lmm.cholesky`): the first random
-term (most levels) gives a block-diagonal A of one k_1 x k_1 block per level, the rest a dense
-block C and a coupling block B, so that
+term (most levels) gives a block-diagonal A of one k_1 x k_1 block per level j, the rest a dense
+block C and a coupling block B, and
 
-    L_11 L_11' = A,   L_21 = B L_11^-T,   S = C - L_21 L_21',   log|M| = 2 sum log diag L_11 + log|S|.
+    S = C - B A^-1 B',   log|M| = sum_j log|A_j| + log|S|,
+    M x = r:  x_2 = S^-1 (r_2 - B A^-1 r_1),   x_1 = A^-1 (r_1 - B' x_2).
 
-Z is never formed: row i of Z Lambda holds, for each term t, x_ti' T_t in the k_t effects of its
-level, and every block of M is a sum over rows of w_i v_ia v_ib scattered by a sparse 0/1
-matrix fixed by the design (:class:`Scatter`).
+Z is never formed: row i of Z Lambda holds v_i, for each term t x_ti' T_t in the k_t effects of
+its level. Every block of M is a sum over rows of w_i v_ia v_ib, and B A^-1 B' a sum over the
+pairs of rows (i, i') of one level j of the first term of w_i w_i' (v_1i' A_j^-1 v_1i') v_ri v_ri'
+(the sparse coupling of MixedModels.jl's ``BlockedSparse``, never a dense q_r x q_1 block); each
+sum is scattered by a sparse 0/1 matrix fixed by the design (:class:`Scatter`). So a
+factorisation costs O(n + pairs + q_r^3).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg as la
 import scipy.sparse as sp
 
 from estimators.glmm.family import Family
@@ -44,78 +49,108 @@ MAX_HALVINGS = 12
 
 @dataclass(frozen=True)
 class Scatter:
-    """Sparse 0/1 matrices summing per-row products into the blocks of M = Lambda'Z'WZ Lambda + I
-    and of Lambda'Z's: rows of the design are summed by level (first term) and by pairs of
-    effects (the rest), a pattern fixed by the design."""
+    """Sparse 0/1 matrices summing per-row (and per-pair) products into the blocks of
+    M = Lambda'Z'WZ Lambda + I and of Lambda'Z's, a pattern fixed by the design."""
 
     first_sum: sp.csr_matrix      # (l_1, n): rows of each level of the first term
     rest_vector: sp.csr_matrix    # (q_r, n * m_r): row i's rest effect a -> its index
-    coupling: sp.csr_matrix       # (q_r * q_1, n * m_r * k_1)
     rest_block: sp.csr_matrix     # (q_r * q_r, n * m_r * m_r)
+    pair_block: sp.csr_matrix     # (q_r * q_r, P * m_r * m_r): pairs of rows of a first-term level
+    pairs: tuple[np.ndarray, np.ndarray]
     first_index: np.ndarray       # (n,) level of the first term per row
     rest_index: np.ndarray        # (n, m_r) index in the rest block of each rest effect per row
+
+
+def _indicator(targets: np.ndarray, size: int) -> sp.csr_matrix:
+    """The 0/1 matrix (size, len(targets)) adding entry e of a flat vector into targets[e]."""
+    targets = targets.reshape(-1)
+    return sp.csr_matrix((np.ones(targets.size), (targets, np.arange(targets.size))), shape=(size, targets.size))
 
 
 def scatter_of(design: MixedDesign) -> Scatter:
     """The design's :class:`Scatter`."""
     n = design.n
     first, rest = design.blocks[0], design.blocks[1:]
-    l1, k1 = first.n_levels, first.k
-    q1 = l1 * k1
-    rows = np.arange(n)
-    first_sum = sp.csr_matrix((np.ones(n), (first.codes, rows)), shape=(l1, n))
+    first_sum = _indicator(first.codes, first.n_levels)
     columns, offset = [], 0
     for block in rest:
         columns.append(offset + block.codes[:, None] * block.k + np.arange(block.k)[None, :])
         offset += block.size
     q_r = offset
     rest_index = np.hstack(columns) if columns else np.zeros((n, 0), dtype=np.intp)
-    m_r = rest_index.shape[1]
-    flat = rest_index.reshape(-1)
-    rest_vector = sp.csr_matrix((np.ones(n * m_r), (flat, np.arange(n * m_r))), shape=(q_r, n * m_r))
-    first_cols = first.codes[:, None] * k1 + np.arange(k1)[None, :]                      # (n, k1)
-    target = rest_index[:, :, None] * q1 + first_cols[:, None, :]                        # (n, m_r, k1)
-    coupling = sp.csr_matrix((np.ones(target.size), (target.reshape(-1), np.arange(target.size))),
-                             shape=(q_r * q1, target.size))
-    pairs = rest_index[:, :, None] * q_r + rest_index[:, None, :]                         # (n, m_r, m_r)
-    rest_block = sp.csr_matrix((np.ones(pairs.size), (pairs.reshape(-1), np.arange(pairs.size))),
-                               shape=(q_r * q_r, pairs.size))
-    return Scatter(first_sum, rest_vector, coupling, rest_block, first.codes, rest_index)
+    order = np.argsort(first.codes, kind="stable")
+    counts = np.bincount(first.codes, minlength=first.n_levels)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    left, right = [], []
+    if q_r:
+        for start, count in zip(starts, counts):
+            rows = order[start:start + count]
+            left.append(np.repeat(rows, count))
+            right.append(np.tile(rows, count))
+    left = np.concatenate(left) if left else np.zeros(0, dtype=np.intp)
+    right = np.concatenate(right) if right else np.zeros(0, dtype=np.intp)
+    within = rest_index[:, :, None] * q_r + rest_index[:, None, :]                       # (n, m_r, m_r)
+    between = rest_index[left][:, :, None] * q_r + rest_index[right][:, None, :]        # (P, m_r, m_r)
+    return Scatter(first_sum, _indicator(rest_index, q_r), _indicator(within, q_r * q_r),
+                   _indicator(between, q_r * q_r), (left, right), first.codes, rest_index)
 
 
 @dataclass
 class Factor:
-    """The blockwise Cholesky factor of M for a batch: L_11^-1 per level, L_21, S's factor."""
+    """M = Lambda'Z'WZ Lambda + I of a batch, factored blockwise: A^-1 per level of the first
+    term, the Cholesky factor of S, and what the solves need of the rows (w v)."""
 
-    first_inverse: np.ndarray     # (b, l1, k1, k1) L_11^-1
-    first_diagonal: np.ndarray    # (b, l1, k1) diag L_11
-    coupling: np.ndarray          # (b, q_r, l1, k1) L_21
+    first_inverse: np.ndarray     # (b, l1, k1, k1) A^-1
+    first_log_det: np.ndarray     # (b, l1) log |A_j|
     schur: np.ndarray             # (b, q_r, q_r) lower Cholesky factor of S
+    wv1: np.ndarray               # (b, n, k1)
+    wv_r: np.ndarray              # (b, n, m_r)
+    v1: np.ndarray
+    v_r: np.ndarray
+    scatter: Scatter
 
     def log_det(self) -> np.ndarray:
         """log |M| (b,)."""
-        out = 2.0 * np.log(self.first_diagonal).sum(axis=(1, 2))
+        out = self.first_log_det.sum(axis=1)
         if self.schur.shape[1]:
             out = out + 2.0 * np.log(np.diagonal(self.schur, axis1=1, axis2=2)).sum(axis=1)
         return out
 
     def solve(self, r1: np.ndarray, r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """M x = r for r = (r1 (b, l1, k1), r2 (b, q_r)) by the block forward and back solves."""
-        y1 = np.einsum("bjac,bjc->bja", self.first_inverse, r1)
+        """M x = r for r = (r1 (b, l1, k1), r2 (b, q_r)) by block elimination."""
+        a1 = np.einsum("bjac,bjc->bja", self.first_inverse, r1)
         if not self.schur.shape[1]:
-            return np.einsum("bjca,bjc->bja", self.first_inverse, y1), r2
-        b = r2.shape[0]
-        rhs = r2 - np.einsum("brjc,bjc->br", self.coupling, y1)
-        x2 = _cholesky_solve(self.schur, rhs)
-        y1 = y1 - np.einsum("brjc,br->bjc", self.coupling, x2)
-        x1 = np.einsum("bjca,bjc->bja", self.first_inverse, y1)
-        return x1, x2.reshape(b, -1)
+            return a1, r2
+        s = self.scatter
+        b, n, _ = self.v1.shape
+        along = np.einsum("bna,bna->bn", self.v1, a1[:, s.first_index, :])           # v_1i' A^-1 r_1
+        Ba1 = (s.rest_vector @ (self.wv_r * along[:, :, None]).reshape(b, -1).T).T
+        x2 = _cholesky_solve(self.schur, r2 - Ba1)
+        back = np.einsum("bna,bna->bn", self.v_r, x2[:, s.rest_index])                # v_ri' x_2
+        Btx2 = (s.first_sum @ (self.wv1 * back[:, :, None]).transpose(1, 0, 2).reshape(n, -1))
+        Btx2 = Btx2.reshape(-1, b, self.v1.shape[2]).transpose(1, 0, 2)
+        x1 = np.einsum("bjac,bjc->bja", self.first_inverse, r1 - Btx2)
+        return x1, x2
+
+
+# Below this size the Schur block is solved batched by numpy; above, matrix by matrix by LAPACK's
+# triangular solves (numpy has no batched triangular solve, and LU of a triangle costs q^3).
+_BATCHED_SOLVE = 48
 
 
 def _cholesky_solve(L: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """(L L')^-1 rhs for a batch of lower factors L (b, m, m) and rhs (b, m)."""
-    z = np.linalg.solve(L, rhs[..., None])
-    return np.linalg.solve(np.swapaxes(L, 1, 2), z)[..., 0]
+    if L.shape[1] <= _BATCHED_SOLVE:
+        z = np.linalg.solve(L, rhs[..., None])
+        return np.linalg.solve(np.swapaxes(L, 1, 2), z)[..., 0]
+    return np.stack([la.cho_solve((L[i], True), rhs[i], check_finite=False) for i in range(L.shape[0])])
+
+
+def _cholesky(S: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors of a batch of symmetric positive definite matrices."""
+    if S.shape[1] <= _BATCHED_SOLVE:
+        return np.linalg.cholesky(S)
+    return np.stack([la.cholesky(S[i], lower=True, check_finite=False) for i in range(S.shape[0])])
 
 
 class Laplace:
@@ -159,20 +194,24 @@ class Laplace:
         products = (wv1[:, :, :, None] * v1[:, :, None, :]).reshape(b, n, k1 * k1)
         A = (s.first_sum @ products.transpose(1, 0, 2).reshape(n, b * k1 * k1))
         A = A.reshape(l1, b, k1, k1).transpose(1, 0, 2, 3) + np.eye(k1)
-        L11 = np.linalg.cholesky(A)
-        inverse = np.linalg.inv(L11)
-        diagonal = np.diagonal(L11, axis1=2, axis2=3)
-        if not q_r:
-            return Factor(inverse, diagonal, np.zeros((b, 0, l1, k1)), np.zeros((b, 0, 0)))
+        if k1 == 1:
+            inverse, log_det = 1.0 / A, np.log(A[:, :, 0, 0])
+        else:
+            L11 = np.linalg.cholesky(A)
+            log_det = 2.0 * np.log(np.diagonal(L11, axis1=2, axis2=3)).sum(axis=2)
+            inverse = np.linalg.inv(A)
         wv_r = w[:, :, None] * v_r
-        cross = (wv_r[:, :, :, None] * v1[:, :, None, :]).reshape(b, n * m_r * k1)
-        B = (s.coupling @ cross.T).T.reshape(b, q_r, l1, k1)
-        coupling = np.einsum("brja,bjca->brjc", B, inverse)
+        if not q_r:
+            return Factor(inverse, log_det, np.zeros((b, 0, 0)), wv1, wv_r, v1, v_r, s)
         rest = (wv_r[:, :, :, None] * v_r[:, :, None, :]).reshape(b, n * m_r * m_r)
         C = (s.rest_block @ rest.T).T.reshape(b, q_r, q_r) + np.eye(q_r)
-        flat = coupling.reshape(b, q_r, l1 * k1)
-        S = C - flat @ np.swapaxes(flat, 1, 2)
-        return Factor(inverse, diagonal, coupling, np.linalg.cholesky(S))
+        # B A^-1 B' over pairs of rows of one first-term level: (w_i v_1i)' A_j^-1 (w_i' v_1i').
+        left, right = s.pairs
+        Aw = np.einsum("bnac,bnc->bna", inverse[:, s.first_index], wv1)
+        c = np.einsum("bpa,bpa->bp", wv1[:, left], Aw[:, right])
+        pair_products = (c[:, :, None, None] * v_r[:, left, :, None] * v_r[:, right, None, :]).reshape(b, -1)
+        S = C - (s.pair_block @ pair_products.T).T.reshape(b, q_r, q_r)
+        return Factor(inverse, log_det, _cholesky(S), wv1, wv_r, v1, v_r, s)
 
     def gradient_rhs(self, score: np.ndarray, v1, v_r, u1, u_r) -> tuple[np.ndarray, np.ndarray]:
         """Lambda'Z's - u, split as the effects (b, l1, k1) and (b, q_r)."""
@@ -196,7 +235,7 @@ class Laplace:
         """PIRLS from (u1, u_r) for each point (theta, beta) (b rows, outcome columns ``cols``).
 
         Returns the modes u1 (b, l1, k1), u_r (b, q_r), D(u*) (b,), log |M(u*)| (b,), a flag of
-        the points whose PIRLS converged, the first term's diag L_11 (b, l1, k1) and eta (b, n).
+        the points whose PIRLS converged, log |A_j| per level of the first term (b, l1) and eta (b, n).
         """
         b = theta.shape[0]
         v1, v_r = self.local_values(theta)
@@ -206,14 +245,14 @@ class Laplace:
         eta = self.linear_predictor(offset, v1, v_r, u1, u_r)
         D, _ = self.penalised(eta, cols, u1, u_r)
         log_det = np.zeros(b)
-        diagonal = np.ones_like(u1)
+        first_log_det = np.zeros(u1.shape[:2])
         converged = np.zeros(b, dtype=bool)
         active = np.arange(b)
         for iteration in range(MAX_PIRLS + 1):
             a = active
             _, w, score = self.family.weights_and_score(y[a], m[a], eta[a])
             F = self.factor(w, v1[a], v_r[a])
-            log_det[a], diagonal[a] = F.log_det(), F.first_diagonal
+            log_det[a], first_log_det[a] = F.log_det(), F.first_log_det
             g1, g_r = self.gradient_rhs(score, v1[a], v_r[a], u1[a], u_r[a])
             d1, d_r = F.solve(g1, g_r)
             size = np.maximum(np.abs(d1).max(axis=(1, 2)), np.abs(d_r).max(axis=1, initial=0.0))
@@ -234,7 +273,7 @@ class Laplace:
                 t = np.where(better, t, 0.5 * t)
             u1[a], u_r[a], eta[a], D[a] = n1, n_r, eta_new, D_new
             active = a
-        return u1, u_r, D, log_det, converged, diagonal, eta
+        return u1, u_r, D, log_det, converged, first_log_det, eta
 
     def deviance(self, theta: np.ndarray, beta: np.ndarray, cols: np.ndarray, u1: np.ndarray, u_r: np.ndarray):
         """Laplace deviance f(theta, beta) = D(u*) + log |M(u*)| (b,), the modes and the PIRLS flags."""

@@ -36,15 +36,14 @@ def agq_deviance(laplace, theta: np.ndarray, beta: np.ndarray, cols: np.ndarray,
     """-2 log-likelihood by adaptive Gauss-Hermite quadrature (b,), the modes and PIRLS flags.
 
     ``laplace`` is the :class:`~estimators.glmm.pirls.Laplace` of a design with one scalar term."""
-    u1, u_r, D, log_det, converged, diagonal, eta = laplace.modes(theta, beta, cols, u1, u_r)
+    u1, u_r, _, _, converged, level_log_det, eta = laplace.modes(theta, beta, cols, u1, u_r)
     z, w = rule(points)
-    scale = 1.0 / diagonal[:, :, 0]                              # (b, l)
+    scale = np.exp(-0.5 * level_log_det)                         # 1 / L_jj, (b, l)
     v1, _ = laplace.local_values(theta)
     v = v1[:, :, 0]                                               # (b, n)
     levels = laplace.scatter.first_index
     fixed_part = eta - v * u1[:, levels, 0]
     y, m, constant = laplace.y[:, cols].T, laplace.m[:, cols].T, laplace.constant[:, cols].T
-    total = np.zeros(theta.shape[0])
     g0 = None
     terms = []
     for node in z:
@@ -59,5 +58,5 @@ def agq_deviance(laplace, theta: np.ndarray, beta: np.ndarray, cols: np.ndarray,
         mu, _ = laplace.family.mean(eta)
         g0 = (laplace.scatter.first_sum @ laplace.family.minus_two_loglik(y, m, mu, constant).T).T + u1[:, :, 0] ** 2
     mix = sum(wk * np.exp(0.5 * zk * zk - 0.5 * (g - g0)) for zk, wk, g in zip(z, w, terms))
-    total = (g0 + 2.0 * np.log(diagonal[:, :, 0]) - 2.0 * np.log(mix)).sum(axis=1)
+    total = (g0 + level_log_det - 2.0 * np.log(mix)).sum(axis=1)
     return total, u1, u_r, converged

@@ -41,8 +41,13 @@ def _r_name(name: str) -> str:
     return "(Intercept)" if name == "Intercept" else re.sub(r"\[T\.(.*?)\]", r"\1", name)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c != "verbagg"] +
-                         [pytest.param("verbagg", marks=pytest.mark.slow)])
+# VerbAgg (7584 rows, 316 x 24 crossed levels) and grouseticks (a dense 181 x 181 Schur block)
+# take tens of seconds.
+SLOW = ("verbagg", "grouseticks")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c not in SLOW] +
+                         [pytest.param(c, marks=pytest.mark.slow) for c in SLOW])
 def test_matches_glmer(case):
     file, formula, family, link, n_agq = CASES[case]
     ref = json.loads((REFERENCE / f"glmer_{case}.json").read_text())
