@@ -24,7 +24,7 @@ import numpy as np
 
 from estimators.glmm.design import glmm_design
 from estimators.glmm.family import Family
-from estimators.glmm.pirls import Laplace
+from estimators.glmm.pirls import Laplace, row_products
 from estimators.glmm.quadrature import agq_deviance
 from estimators.lmm.design import MixedDesign
 from estimators.lmm.fit import VarianceComponent
@@ -111,14 +111,17 @@ class GLMMModel:
         X = self.design.X
         eta = self.family.start_eta(y, m).T
         beta = np.zeros((y.shape[1], X.shape[1]))
+        going = np.ones(y.shape[1], dtype=bool)  # rows stop on their own (a row's start is the same in any batch)
         for _ in range(GLM_ITERATIONS):
-            _, w, score = self.family.weights_and_score(y.T, m.T, eta)
-            z = eta + score / w
+            _, w, score = self.family.weights_and_score(y.T[going], m.T[going], eta[going])
+            z = eta[going] + score / w
             XtWX = np.einsum("ni,rn,nj->rij", X, w, X)
             new = np.linalg.solve(XtWX, np.einsum("ni,rn->ri", X, w * z)[..., None])[..., 0]
-            change = np.max(np.abs(new - beta))
-            beta, eta = new, new @ X.T
-            if change < 1e-10:
+            rows = np.flatnonzero(going)
+            change = np.max(np.abs(new - beta[rows]), axis=1)
+            beta[rows], eta[rows] = new, row_products(new, X)
+            going[rows[change < 1e-10]] = False
+            if not going.any():
                 break
         return beta
 

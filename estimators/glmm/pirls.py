@@ -153,6 +153,16 @@ def _cholesky(S: np.ndarray) -> np.ndarray:
     return np.stack([la.cholesky(S[i], lower=True, check_finite=False) for i in range(S.shape[0])])
 
 
+def row_products(beta: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """X beta for each row of beta (b, p): (b, n), summed column by column in a fixed order, so
+    that a point's numbers do not depend on the batch it is evaluated in (BLAS blocks a matrix
+    product by its shape)."""
+    out = beta[:, 0:1] * X[None, :, 0]
+    for j in range(1, X.shape[1]):
+        out = out + beta[:, j:j + 1] * X[None, :, j]
+    return out
+
+
 class Laplace:
     """The deviance of a GLMM on one design, for batches of (theta, beta) and outcome columns.
 
@@ -239,7 +249,7 @@ class Laplace:
         """
         b = theta.shape[0]
         v1, v_r = self.local_values(theta)
-        offset = beta @ self.design.X.T
+        offset = row_products(beta, self.design.X)
         y, m = self.y[:, cols].T, self.m[:, cols].T
         u1, u_r = u1.copy(), u_r.copy()
         eta = self.linear_predictor(offset, v1, v_r, u1, u_r)
