@@ -20,7 +20,7 @@ import pandas as pd
 
 from estimators.base import Estimator
 from estimators.design import InputError
-from estimators.glmm.design import cbind_parts, glmm_design
+from estimators.glmm.design import cbind_parts, glmm_design, response
 from estimators.glmm.family import DEFAULT_LINK, FAMILIES, LINKS, Family
 from estimators.glmm.fit import GLMMFit, GLMMModel
 from estimators.lmm.formula import parse_formula
@@ -107,10 +107,19 @@ class GLMM(Estimator):
         return self._results(model, np.column_stack(Y), np.column_stack(M))
 
     def fit_outcomes(self, design_frame: pd.DataFrame, Y: np.ndarray, M: np.ndarray | None = None) -> list[FitResult]:
-        """Each column of the response matrix Y (n, R) on the design of ``design_frame`` (prior
-        weights M, default 1): the batched path of a fixed design."""
-        model, _, _ = self.model(design_frame)
+        """Each column of the response matrix Y (n, R) on the design of ``design_frame`` (the
+        columns besides the outcome; prior weights M, default 1): the batched path of a fixed
+        design. With M, Y holds proportions of M trials; without, every column is checked as a
+        response of the family (0/1, counts)."""
         Y = np.asarray(Y, dtype=float)
+        parsed = parse_formula(self.formula)
+        if cbind_parts(parsed.outcome) is not None:
+            raise InputError(f"formula: fit_outcomes takes a one-column outcome, not {parsed.outcome}; "
+                             "pass proportions Y and trials M")
+        if M is None:
+            for r in range(Y.shape[1]):
+                response(parsed, pd.DataFrame({parsed.outcome: Y[:, r]}), self.family)
+        model, _, _ = self.model(design_frame.assign(**{parsed.outcome: Y[:, 0]}))
         return self._results(model, Y, np.ones_like(Y) if M is None else np.asarray(M, dtype=float))
 
     def _results(self, model: GLMMModel, Y: np.ndarray, M: np.ndarray) -> list[FitResult]:
