@@ -109,7 +109,7 @@ def main() -> None:
     estimator = GLMM(FORMULA)
     rng = np.random.default_rng(args.seed)
     times: dict[str, list[float]] = {}
-    worst_m2ll = worst_beta = 0.0
+    worst_m2ll, worst_beta = -np.inf, 0.0
     with threadpool_limits(1), tempfile.TemporaryDirectory() as tmp:
         estimator.fit_outcomes(frame, simulate(frame, 2, rng))  # warm-up: imports, caches
         for _ in range(args.rounds):

@@ -47,6 +47,12 @@ MAX_PIRLS = 60
 MAX_HALVINGS = 12
 
 
+# B (q_r x q_1) is held dense when it has at most this many cells: then S = C - (B A^-1) B' costs
+# q_r^2 q_1 per point, less than the sum over pairs of rows (the crossed 30 x 16 design: 960
+# cells against 7,680 pairs); beyond, the pairs.
+DENSE_COUPLING = 20_000
+
+
 @dataclass(frozen=True)
 class Scatter:
     """Sparse 0/1 matrices summing per-row (and per-pair) products into the blocks of
@@ -57,6 +63,7 @@ class Scatter:
     rest_block: sp.csr_matrix     # (q_r * q_r, n * m_r * m_r)
     pair_block: sp.csr_matrix     # (q_r * q_r, P * m_r * m_r): pairs of rows of a first-term level
     pairs: tuple[np.ndarray, np.ndarray]
+    coupling: sp.csr_matrix | None  # (q_r * q_1, n * m_r * k_1) when B is held dense
     first_index: np.ndarray       # (n,) level of the first term per row
     rest_index: np.ndarray        # (n, m_r) index in the rest block of each rest effect per row
 
@@ -78,6 +85,14 @@ def scatter_of(design: MixedDesign) -> Scatter:
         offset += block.size
     q_r = offset
     rest_index = np.hstack(columns) if columns else np.zeros((n, 0), dtype=np.intp)
+    if q_r * first.size <= DENSE_COUPLING:
+        first_cols = first.codes[:, None] * first.k + np.arange(first.k)[None, :]
+        coupling = _indicator(rest_index[:, :, None] * first.size + first_cols[:, None, :], q_r * first.size)
+        within = rest_index[:, :, None] * q_r + rest_index[:, None, :]
+        none = np.zeros(0, dtype=np.intp)
+        return Scatter(first_sum, _indicator(rest_index, q_r), _indicator(within, q_r * q_r),
+                       _indicator(np.zeros((0, rest_index.shape[1], rest_index.shape[1]), dtype=np.intp), q_r * q_r),
+                       (none, none), coupling, first.codes, rest_index)
     order = np.argsort(first.codes, kind="stable")
     counts = np.bincount(first.codes, minlength=first.n_levels)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -92,7 +107,7 @@ def scatter_of(design: MixedDesign) -> Scatter:
     within = rest_index[:, :, None] * q_r + rest_index[:, None, :]                       # (n, m_r, m_r)
     between = rest_index[left][:, :, None] * q_r + rest_index[right][:, None, :]        # (P, m_r, m_r)
     return Scatter(first_sum, _indicator(rest_index, q_r), _indicator(within, q_r * q_r),
-                   _indicator(between, q_r * q_r), (left, right), first.codes, rest_index)
+                   _indicator(between, q_r * q_r), (left, right), None, first.codes, rest_index)
 
 
 @dataclass
@@ -108,6 +123,7 @@ class Factor:
     v1: np.ndarray
     v_r: np.ndarray
     scatter: Scatter
+    coupling: np.ndarray | None = None  # (b, q_r, l1, k1) B, when held dense
 
     def log_det(self) -> np.ndarray:
         """log |M| (b,)."""
@@ -123,6 +139,10 @@ class Factor:
             return a1, r2
         s = self.scatter
         b, n, _ = self.v1.shape
+        if self.coupling is not None:
+            x2 = _cholesky_solve(self.schur, r2 - np.einsum("brja,bja->br", self.coupling, a1))
+            x1 = np.einsum("bjac,bjc->bja", self.first_inverse, r1 - np.einsum("brja,br->bja", self.coupling, x2))
+            return x1, x2
         along = np.einsum("bna,bna->bn", self.v1, a1[:, s.first_index, :])           # v_1i' A^-1 r_1
         Ba1 = (s.rest_vector @ (self.wv_r * along[:, :, None]).reshape(b, -1).T).T
         x2 = _cholesky_solve(self.schur, r2 - Ba1)
@@ -183,8 +203,8 @@ class Laplace:
     def local_values(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row i's entries of Z Lambda: (b, n, k_1) for the first term, (b, n, m_r) for the rest."""
         factors = self.factors_of(theta)
-        v1 = np.einsum("nc,bca->bna", self.first.matrix, factors[0])
-        rest = [np.einsum("nc,bca->bna", block.matrix, T) for block, T in zip(self.rest, factors[1:])]
+        v1 = self.first.matrix[None] @ factors[0]
+        rest = [block.matrix[None] @ T for block, T in zip(self.rest, factors[1:])]
         v_r = np.concatenate(rest, axis=2) if rest else np.zeros(v1.shape[:2] + (0,))
         return v1, v_r
 
@@ -215,6 +235,12 @@ class Laplace:
             return Factor(inverse, log_det, np.zeros((b, 0, 0)), wv1, wv_r, v1, v_r, s)
         rest = (wv_r[:, :, :, None] * v_r[:, :, None, :]).reshape(b, n * m_r * m_r)
         C = (s.rest_block @ rest.T).T.reshape(b, q_r, q_r) + np.eye(q_r)
+        if s.coupling is not None:
+            cross = (wv_r[:, :, :, None] * v1[:, :, None, :]).reshape(b, n * m_r * k1)
+            B = (s.coupling @ cross.T).T.reshape(b, q_r, l1, k1)
+            BA = (B[:, :, :, :, None] * inverse[:, None, :, :, :]).sum(axis=3)           # B A^-1, per level
+            S = C - BA.reshape(b, q_r, -1) @ np.swapaxes(B.reshape(b, q_r, -1), 1, 2)
+            return Factor(inverse, log_det, _cholesky(S), wv1, wv_r, v1, v_r, s, B)
         # B A^-1 B' over pairs of rows of one first-term level: (w_i v_1i)' A_j^-1 (w_i' v_1i').
         left, right = s.pairs
         Aw = np.einsum("bnac,bnc->bna", inverse[:, s.first_index], wv1)
