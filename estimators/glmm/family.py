@@ -58,7 +58,7 @@ class Family:
         ratio = m * d / self.variance(mu)
         return mu, ratio * d, ratio * (y - mu)
 
-    def minus_two_loglik(self, y: np.ndarray, m: np.ndarray, mu: np.ndarray, constant: np.ndarray) -> np.ndarray:
+    def minus_two_loglik(self, y: np.ndarray, m: np.ndarray, constant: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """-2 log p(y | mu) per observation; ``constant`` is :meth:`log_constant` of (y, m)."""
         if self.name == "binomial":
             return -2.0 * (constant + m * (special.xlogy(y, mu) + special.xlog1py(1.0 - y, -mu)))

@@ -28,6 +28,7 @@ from estimators.glmm.pirls import Laplace, row_products
 from estimators.glmm.quadrature import agq_deviance
 from estimators.lmm.design import MixedDesign
 from estimators.lmm.fit import VarianceComponent
+from estimators.lmm.levelwise import row_sum
 from estimators.lmm.optimize import minimize_batch, passes_lme4_gradient_check
 from estimators.lmm.theta import ThetaLayout, covariance, sds_and_correlations
 
@@ -115,8 +116,11 @@ class GLMMModel:
         for _ in range(GLM_ITERATIONS):
             _, w, score = self.family.weights_and_score(y.T[going], m.T[going], eta[going])
             z = eta[going] + score / w
-            XtWX = np.einsum("ni,rn,nj->rij", X, w, X)
-            new = np.linalg.solve(XtWX, np.einsum("ni,rn->ri", X, w * z)[..., None])[..., 0]
+            p = X.shape[1]
+            XtWX = np.stack([np.stack([row_sum(w * X[:, i] * X[:, j]) for j in range(p)], axis=-1)
+                             for i in range(p)], axis=-2)
+            XtWz = np.stack([row_sum(w * z * X[:, i]) for i in range(p)], axis=-1)
+            new = np.linalg.solve(XtWX, XtWz[..., None])[..., 0]
             rows = np.flatnonzero(going)
             change = np.max(np.abs(new - beta[rows]), axis=1)
             beta[rows], eta[rows] = new, row_products(new, X)

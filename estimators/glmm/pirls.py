@@ -39,6 +39,7 @@ import scipy.sparse as sp
 
 from estimators.glmm.family import Family
 from estimators.lmm.design import MixedDesign
+from estimators.lmm.levelwise import row_sum
 
 # PIRLS stops when the largest Newton step of u is below this (the deviance is then exact to
 # about 1e-12 relative: the optimiser differentiates it numerically).
@@ -51,6 +52,7 @@ MAX_HALVINGS = 12
 # q_r^2 q_1 per point, less than the sum over pairs of rows (the crossed 30 x 16 design: 960
 # cells against 7,680 pairs); beyond, the pairs.
 DENSE_COUPLING = 20_000
+DENSE_REST = 64
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def scatter_of(design: MixedDesign) -> Scatter:
         offset += block.size
     q_r = offset
     rest_index = np.hstack(columns) if columns else np.zeros((n, 0), dtype=np.intp)
-    if q_r * first.size <= DENSE_COUPLING:
+    if q_r * first.size <= DENSE_COUPLING and q_r <= DENSE_REST:
         first_cols = first.codes[:, None] * first.k + np.arange(first.k)[None, :]
         coupling = _indicator(rest_index[:, :, None] * first.size + first_cols[:, None, :], q_r * first.size)
         within = rest_index[:, :, None] * q_r + rest_index[:, None, :]
@@ -127,21 +129,22 @@ class Factor:
 
     def log_det(self) -> np.ndarray:
         """log |M| (b,)."""
-        out = self.first_log_det.sum(axis=1)
+        out = row_sum(self.first_log_det)
         if self.schur.shape[1]:
-            out = out + 2.0 * np.log(np.diagonal(self.schur, axis1=1, axis2=2)).sum(axis=1)
+            out = out + 2.0 * row_sum(np.log(np.diagonal(self.schur, axis1=1, axis2=2)))
         return out
 
     def solve(self, r1: np.ndarray, r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """M x = r for r = (r1 (b, l1, k1), r2 (b, q_r)) by block elimination."""
-        a1 = np.einsum("bjac,bjc->bja", self.first_inverse, r1)
+        a1 = _per_level(self.first_inverse, r1)
         if not self.schur.shape[1]:
             return a1, r2
         s = self.scatter
         b, n, _ = self.v1.shape
         if self.coupling is not None:
-            x2 = _cholesky_solve(self.schur, r2 - np.einsum("brja,bja->br", self.coupling, a1))
-            x1 = np.einsum("bjac,bjc->bja", self.first_inverse, r1 - np.einsum("brja,br->bja", self.coupling, x2))
+            b = r2.shape[0]
+            x2 = _cholesky_solve(self.schur, r2 - (self.coupling * a1[:, None]).reshape(b, r2.shape[1], -1).sum(axis=2))
+            x1 = _per_level(self.first_inverse, r1 - (self.coupling * x2[:, :, None, None]).sum(axis=1))
             return x1, x2
         along = np.einsum("bna,bna->bn", self.v1, a1[:, s.first_index, :])           # v_1i' A^-1 r_1
         Ba1 = (s.rest_vector @ (self.wv_r * along[:, :, None]).reshape(b, -1).T).T
@@ -149,7 +152,7 @@ class Factor:
         back = np.einsum("bna,bna->bn", self.v_r, x2[:, s.rest_index])                # v_ri' x_2
         Btx2 = (s.first_sum @ (self.wv1 * back[:, :, None]).transpose(1, 0, 2).reshape(n, -1))
         Btx2 = Btx2.reshape(-1, b, self.v1.shape[2]).transpose(1, 0, 2)
-        x1 = np.einsum("bjac,bjc->bja", self.first_inverse, r1 - Btx2)
+        x1 = _per_level(self.first_inverse, r1 - Btx2)
         return x1, x2
 
 
@@ -171,6 +174,28 @@ def _cholesky(S: np.ndarray) -> np.ndarray:
     if S.shape[1] <= _BATCHED_SOLVE:
         return np.linalg.cholesky(S)
     return np.stack([la.cholesky(S[i], lower=True, check_finite=False) for i in range(S.shape[0])])
+
+
+def _per_level(inverse: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """A_j^-1 r_j for every level: inverse (b, l, k, k), r (b, l, k)."""
+    return (inverse * r[:, :, None, :]).sum(axis=3)
+
+
+def _rows_times(x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """x T for one n x k matrix x and a batch of k x k factors T (b, k, k): (b, n, k), summed over
+    the k terms in a fixed order."""
+    out = x[None, :, 0, None] * T[:, None, 0, :]
+    for c in range(1, x.shape[1]):
+        out = out + x[None, :, c, None] * T[:, None, c, :]
+    return out
+
+
+def _dot_last(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sum over the last axis of a * b, term by term in a fixed order (a few terms)."""
+    out = a[..., 0] * b[..., 0]
+    for j in range(1, a.shape[-1]):
+        out = out + a[..., j] * b[..., j]
+    return out
 
 
 def row_products(beta: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -203,16 +228,16 @@ class Laplace:
     def local_values(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row i's entries of Z Lambda: (b, n, k_1) for the first term, (b, n, m_r) for the rest."""
         factors = self.factors_of(theta)
-        v1 = self.first.matrix[None] @ factors[0]
-        rest = [block.matrix[None] @ T for block, T in zip(self.rest, factors[1:])]
+        v1 = _rows_times(self.first.matrix, factors[0])
+        rest = [_rows_times(block.matrix, T) for block, T in zip(self.rest, factors[1:])]
         v_r = np.concatenate(rest, axis=2) if rest else np.zeros(v1.shape[:2] + (0,))
         return v1, v_r
 
     def linear_predictor(self, offset: np.ndarray, v1, v_r, u1: np.ndarray, u_r: np.ndarray) -> np.ndarray:
         """eta = X beta + Z Lambda u (b, n) from the spherical effects u1 (b, l1, k1), u_r (b, q_r)."""
-        eta = offset + np.einsum("bna,bna->bn", v1, u1[:, self.scatter.first_index, :])
+        eta = offset + _dot_last(v1, u1[:, self.scatter.first_index, :])
         if self.q_r:
-            eta = eta + np.einsum("bna,bna->bn", v_r, u_r[:, self.scatter.rest_index])
+            eta = eta + _dot_last(v_r, u_r[:, self.scatter.rest_index])
         return eta
 
     def factor(self, w: np.ndarray, v1: np.ndarray, v_r: np.ndarray) -> Factor:
@@ -228,7 +253,7 @@ class Laplace:
             inverse, log_det = 1.0 / A, np.log(A[:, :, 0, 0])
         else:
             L11 = np.linalg.cholesky(A)
-            log_det = 2.0 * np.log(np.diagonal(L11, axis1=2, axis2=3)).sum(axis=2)
+            log_det = 2.0 * np.log(np.diagonal(L11, axis1=2, axis2=3)).sum(axis=2)  # k1 terms, in order
             inverse = np.linalg.inv(A)
         wv_r = w[:, :, None] * v_r
         if not q_r:
@@ -238,8 +263,9 @@ class Laplace:
         if s.coupling is not None:
             cross = (wv_r[:, :, :, None] * v1[:, :, None, :]).reshape(b, n * m_r * k1)
             B = (s.coupling @ cross.T).T.reshape(b, q_r, l1, k1)
-            BA = (B[:, :, :, :, None] * inverse[:, None, :, :, :]).sum(axis=3)           # B A^-1, per level
-            S = C - BA.reshape(b, q_r, -1) @ np.swapaxes(B.reshape(b, q_r, -1), 1, 2)
+            BA = (B[:, :, :, :, None] * inverse[:, None, :, :, :]).sum(axis=3).reshape(b, q_r, -1)  # B A^-1
+            flat = B.reshape(b, q_r, -1)
+            S = C - np.stack([(BA[:, r, None, :] * flat).sum(axis=2) for r in range(q_r)], axis=1)
             return Factor(inverse, log_det, _cholesky(S), wv1, wv_r, v1, v_r, s, B)
         # B A^-1 B' over pairs of rows of one first-term level: (w_i v_1i)' A_j^-1 (w_i' v_1i').
         left, right = s.pairs
@@ -263,8 +289,13 @@ class Laplace:
     def penalised(self, eta: np.ndarray, cols: np.ndarray, u1, u_r) -> tuple[np.ndarray, np.ndarray]:
         """D(u) (b,) and the per-observation -2 log-likelihoods (b, n)."""
         mu, _ = self.family.mean(eta)
-        terms = self.family.minus_two_loglik(self.y[:, cols].T, self.m[:, cols].T, mu, self.constant[:, cols].T)
-        return terms.sum(axis=1) + (u1 * u1).sum(axis=(1, 2)) + (u_r * u_r).sum(axis=1), terms
+        terms = self.family.minus_two_loglik(*self.responses(cols), mu)
+        return row_sum(terms) + row_sum(u1 * u1) + row_sum(u_r * u_r), terms
+
+    def responses(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """y, m and the log-likelihood constant of the outcome columns ``cols``, (b, n) each and
+        C-contiguous (so that every reduction over a row runs in the same order in any batch)."""
+        return tuple(np.ascontiguousarray(a[:, cols].T) for a in (self.y, self.m, self.constant))
 
     # --- PIRLS ------------------------------------------------------------------------------
     def modes(self, theta: np.ndarray, beta: np.ndarray, cols: np.ndarray, u1: np.ndarray, u_r: np.ndarray):
@@ -276,7 +307,7 @@ class Laplace:
         b = theta.shape[0]
         v1, v_r = self.local_values(theta)
         offset = row_products(beta, self.design.X)
-        y, m = self.y[:, cols].T, self.m[:, cols].T
+        y, m, _ = self.responses(cols)
         u1, u_r = u1.copy(), u_r.copy()
         eta = self.linear_predictor(offset, v1, v_r, u1, u_r)
         D, _ = self.penalised(eta, cols, u1, u_r)

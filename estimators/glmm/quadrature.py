@@ -23,6 +23,8 @@ import functools
 import numpy as np
 from numpy.polynomial import hermite_e
 
+from estimators.lmm.levelwise import row_sum
+
 
 @functools.lru_cache(maxsize=None)
 def rule(points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,20 +45,20 @@ def agq_deviance(laplace, theta: np.ndarray, beta: np.ndarray, cols: np.ndarray,
     v = v1[:, :, 0]                                               # (b, n)
     levels = laplace.scatter.first_index
     fixed_part = eta - v * u1[:, levels, 0]
-    y, m, constant = laplace.y[:, cols].T, laplace.m[:, cols].T, laplace.constant[:, cols].T
+    y, m, constant = laplace.responses(cols)
     g0 = None
     terms = []
     for node in z:
         u = u1[:, :, 0] + node * scale
         mu, _ = laplace.family.mean(fixed_part + v * u[:, levels])
-        per_row = laplace.family.minus_two_loglik(y, m, mu, constant)
+        per_row = laplace.family.minus_two_loglik(y, m, constant, mu)
         g = (laplace.scatter.first_sum @ per_row.T).T + u * u     # (b, l)
         terms.append(g)
         if node == 0.0:
             g0 = g
     if g0 is None:  # an even rule has no node at 0: g_j(0) from the mode itself
         mu, _ = laplace.family.mean(eta)
-        g0 = (laplace.scatter.first_sum @ laplace.family.minus_two_loglik(y, m, mu, constant).T).T + u1[:, :, 0] ** 2
+        g0 = (laplace.scatter.first_sum @ laplace.family.minus_two_loglik(y, m, constant, mu).T).T + u1[:, :, 0] ** 2
     mix = sum(wk * np.exp(0.5 * zk * zk - 0.5 * (g - g0)) for zk, wk, g in zip(z, w, terms))
-    total = (g0 + level_log_det - 2.0 * np.log(mix)).sum(axis=1)
+    total = row_sum(g0 + level_log_det - 2.0 * np.log(mix))
     return total, u1, u_r, converged
