@@ -10,7 +10,7 @@ the mode u* minimises the penalised deviance
 
 and PIRLS takes Fisher-scoring steps  M du = Lambda'Z's - u,  M = Lambda'Z'WZ Lambda + I  (W, s
 the IRLS weights and scores at u; :mod:`.family`), halving a step that does not lower D, until
-the step is below 1e-10 in the max norm. The Laplace deviance (lme4's nAGQ = 1 objective,
+the step is below 1e-13 in the max norm. The Laplace deviance (lme4's nAGQ = 1 objective,
 -2 log-likelihood with the family's constants) is
 
     f(theta, beta) = D(u*) + log |M(u*)|.
@@ -42,8 +42,9 @@ from estimators.lmm.design import MixedDesign
 from estimators.lmm.levelwise import row_sum
 
 # PIRLS stops when the largest Newton step of u is below this (the deviance is then exact to
-# about 1e-12 relative: the optimiser differentiates it numerically).
-STEP_TOLERANCE = 1e-10
+# rounding: the optimiser and the Hessian differentiate it numerically, and a mode off by d
+# moves log|M| by about d).
+STEP_TOLERANCE = 1e-13
 MAX_PIRLS = 60
 MAX_HALVINGS = 12
 
