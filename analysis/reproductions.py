@@ -103,14 +103,16 @@ REPRODUCTIONS = (
         ("parsimonious", "max"), "subject_slope_sd", ("subject_slope_sd",),
         {"max": "maximal", "zcp": "zero correlation", "parsimonious": "parsimonious"}),
     Reproduction(
-        "binary_accuracy", "Accuracy data (Jaeger 2008): ANOVA on proportions, logistic regression and GEE",
+        "binary_accuracy", "Accuracy data (Jaeger 2008): ANOVA on proportions, logistic regression, GEE and GLMMs",
         ("f1_elogit", "logit_glm", "gee_exch"), "item_intercept_sd", ("item_intercept_sd",),
         {"f1": "F1 (proportions)", "f1_elogit": "F1 (empirical logits)", "f2": "F2 (proportions)",
          "f1xf2": "F1 x F2", "minf": "min F' (proportions)", "minf_elogit": "min F' (empirical logits)",
          "logit_glm": "logistic GLM", "logit_glm_cr1": "logistic GLM, CR1 by subject",
          "logit_glm_cr2": "logistic GLM, CR2 by subject", "gee_exch": "GEE exch. by subject",
-         "gee_exch_md": "GEE exch. by subject, Mancl-DeRouen"},
-        figure_estimators=("f1", "f1_elogit", "minf", "logit_glm", "logit_glm_cr2", "gee_exch_md")),
+         "gee_exch_md": "GEE exch. by subject, Mancl-DeRouen",
+         "glmm_ri": "GLMM (1|subject) + (1|item)", "glmm_max": "GLMM (1 + c|subject) + (1|item)"},
+        figure_estimators=("f1", "f1_elogit", "minf", "logit_glm", "logit_glm_cr2", "gee_exch_md", "glmm_ri",
+                           "glmm_max")),
 )
 BY_NAME = {r.name: r for r in REPRODUCTIONS}
 

@@ -71,23 +71,27 @@ class MixedDesign:
         return MixedDesign(self.formula, self.X[:, keep], tuple(self.fixed_names[j] for j in keep), self.blocks)
 
 
-def build_mixed_design(formula: str | MixedFormula, data: pd.DataFrame) -> tuple[MixedDesign, np.ndarray]:
+def build_mixed_design(formula: str | MixedFormula, data: pd.DataFrame, observation_levels: bool = False
+                       ) -> tuple[MixedDesign, np.ndarray]:
     """The design of an lme4 formula on ``data``, and the outcome vector.
 
-    Missing values, missing columns and grouping factors with fewer than 2 or with as many
-    levels as observations are refused with an :class:`InputError` naming the column.
+    Missing values, missing columns and grouping factors with fewer than 2 levels are refused
+    with an :class:`InputError` naming the column; so is a factor with as many levels as
+    observations, unless ``observation_levels`` (a GLMM's observation-level random effect,
+    which no residual confounds).
     """
     parsed = parse_formula(formula) if isinstance(formula, str) else formula
     y, X, fixed_names, _ = outcome_and_matrix(parsed.fixed_formula, data)
     if np.linalg.matrix_rank(X) < X.shape[1]:
         raise InputError(f"fixed-effects model matrix of {parsed.fixed_formula!r} is rank deficient")
-    blocks = [_random_block(term, data, parsed) for term in parsed.random]
+    blocks = [_random_block(term, data, parsed, observation_levels) for term in parsed.random]
     order = sorted(range(len(blocks)), key=lambda t: -blocks[t].n_levels)  # stable: ties keep formula order
     design = MixedDesign(parsed, X, fixed_names, tuple(blocks[t] for t in order))
     return design, y
 
 
-def _random_block(term: RandomTerm, data: pd.DataFrame, parsed: MixedFormula) -> RandomBlock:
+def _random_block(term: RandomTerm, data: pd.DataFrame, parsed: MixedFormula, observation_levels: bool = False
+                  ) -> RandomBlock:
     for name in term.factors:
         if name not in data.columns:
             raise InputError(
@@ -98,7 +102,7 @@ def _random_block(term: RandomTerm, data: pd.DataFrame, parsed: MixedFormula) ->
     codes, n_levels = _level_codes(data, term.factors)
     if n_levels < 2:
         raise InputError(f"grouping factor {term.group!r} of random term {term} has {n_levels} level; at least 2 are needed")
-    if n_levels >= len(data):
+    if n_levels >= len(data) and not observation_levels:
         raise InputError(
             f"grouping factor {term.group!r} of random term {term} has as many levels as observations "
             f"({n_levels}): its effects are confounded with the residual")

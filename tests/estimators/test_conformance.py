@@ -2,8 +2,9 @@
 each check with its own test id; a check that does not apply to a preset (no replicates of a
 fixed design for the fit_batch check) is reported as skipped, with its reason. Each estimator
 runs on the first DGP whose columns it can fit: the clustered design (y, X, subject), the
-crossed one (y, condition, subject, item, list), or their binary and count versions (for
-estimators that refuse a continuous outcome)."""
+crossed one (y, condition, subject, item, list), their binary and count versions (for
+estimators that refuse a continuous outcome), or small binary and count designs with the same
+columns (tests/helpers/glmm_data.py)."""
 from __future__ import annotations
 
 import functools
@@ -16,6 +17,7 @@ import sims
 from estimators.checks import CHECKS, SEED, EstimatorCase
 from estimators.design import InputError
 from helpers.checks import run_check
+from helpers.glmm_data import GLMM_DESIGNS
 
 # Small designs keep the suite quick; the large ones make the consistency check sharp.
 DGPS = {
@@ -45,17 +47,17 @@ def _draw(dgp, seed: int):
 @functools.cache
 def case_for(preset: str) -> EstimatorCase:
     estimator = estimators.build(preset)
-    for name, (small, large, groups) in DGPS.items():
-        dgp = sims.build(name, **small)
+    designs = [(sims.build(name, **small), sims.build(name, **{**small, **large}), groups)
+               for name, (small, large, groups) in DGPS.items()]
+    for dgp, large_dgp, groups in designs + list(GLMM_DESIGNS.values()):
         data = _draw(dgp, SEED)
         try:
             estimator.fit(data, np.random.default_rng(SEED))
         except InputError:
             continue
         replicates = tuple(_draw(dgp, SEED + r) for r in range(1, N_REPLICATES + 1)) if dgp.fixed_design else ()
-        large_dgp = sims.build(name, **{**small, **large})
         return EstimatorCase(estimator, data, groups, replicates, _draw(large_dgp, SEED), large_dgp.truth(), TOLERANCE)
-    raise AssertionError(f"estimator preset {preset!r} fits none of the DGPs {list(DGPS)}")
+    raise AssertionError(f"estimator preset {preset!r} fits none of the DGPs {list(DGPS) + list(GLMM_DESIGNS)}")
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)

@@ -31,7 +31,7 @@ def run(n_reps: int, *grid: str):
 
 def test_binary_accuracy_runs_and_writes_its_tables_and_figure(tmp_path):
     ds = run(3, "grid.dgp.effect=[0.6]", "grid.dgp.item_intercept_sd=[0.0,1.0]", "grid.dgp.n_items=[8]")
-    assert int(ds.sizes["rep"]) == 3 and len(ds["estimator"]) == 11
+    assert int(ds.sizes["rep"]) == 3 and len(ds["estimator"]) == 13
     assert int((ds["status"] == 0).sum()) > 0.9 * ds["status"].size
     files = reproductions.reproduce(ds, tmp_path)
     assert (tmp_path / "binary_accuracy_rejection.png").stat().st_size > 10_000

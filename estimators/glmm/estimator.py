@@ -1,0 +1,145 @@
+"""The GLMM as a clustersim estimator: an lme4 formula, a family and link, Laplace or adaptive
+Gauss-Hermite quadrature, and Wald z or likelihood-ratio inference per fixed effect.
+
+- ``wald_z``: z = estimate / SE against N(0, 1), Wald interval (glmer's ``summary``).
+- ``lrt``: the p-value of the likelihood-ratio test of each fixed-effect column (the model
+  refitted without it, chi-square with 1 df on the difference of -2 log-likelihoods, as
+  ``anova(reduced, full)`` in lme4); estimate, SE and interval stay the Wald ones.
+
+Status as the LMM engine (:mod:`estimators.lmm.estimator`): ``not_converged`` when the optimiser
+or PIRLS did not converge and lme4's gradient check fails; ``singular`` (a valid replicate) when a
+relative-factor diagonal is below 1e-4. A reduced fit that does not converge leaves its term's
+p-value NaN, said in the message.
+"""
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+
+from estimators.base import Estimator
+from estimators.design import InputError
+from estimators.glmm.design import cbind_parts, response
+from estimators.glmm.family import DEFAULT_LINK, FAMILIES, LINKS, Family
+from estimators.glmm.fit import GLMMFit, GLMMModel
+from estimators.lmm.formula import parse_formula
+from estimators.lmm.lrt import chi2_sf
+from estimators.params import InvalidParameter, require, require_one_of, require_positive_int, require_probability
+from estimators.result import FitResult, Status, t_test
+
+Inference = Literal["wald_z", "lrt"]
+INFERENCES = get_args(Inference)
+MAX_AGQ = 25
+
+
+class GLMM(Estimator):
+    """Generalised linear mixed model ``formula`` (lme4 syntax) fitted by maximum likelihood.
+
+    Parameters
+    ----------
+    formula : e.g. ``"y ~ condition + (1 + condition | subject) + (1 | item)"`` or
+        ``"cbind(successes, failures) ~ X + (1 | subject)"``.
+    family : ``binomial`` (0/1 or cbind response) or ``poisson`` (counts).
+    link : ``logit`` or ``probit`` (binomial), ``log`` (poisson); None: the canonical link.
+    nAGQ : 1 for the Laplace approximation; 2..25 adaptive Gauss-Hermite points, only for a
+        single scalar random-effect term (as glmer).
+    inference : ``wald_z`` or ``lrt`` (module docstring).
+    alpha : 1 - confidence level of the intervals.
+    """
+
+    def __init__(self, formula: str = "y ~ X + (1 | subject)", family: str = "binomial", link: str | None = None,
+                 nAGQ: int = 1, inference: Inference = "wald_z", alpha: float = 0.05):
+        self.formula = formula
+        self.family = family
+        self.link = link
+        self.nAGQ = nAGQ
+        self.inference = inference
+        self.alpha = alpha
+        require_one_of(family, "family", FAMILIES)
+        if link is not None:
+            require_one_of(link, "link", LINKS[family])
+        try:
+            parsed = parse_formula(formula)
+            if cbind_parts(parsed.outcome) is not None and family != "binomial":
+                raise InputError(f"cbind(successes, failures) is a binomial response, not {family}")
+        except InputError as error:
+            raise InvalidParameter("formula", str(error)) from None
+        require_positive_int(nAGQ, "nAGQ")
+        require(nAGQ <= MAX_AGQ, "nAGQ", f"at most {MAX_AGQ} quadrature points (got {nAGQ})")
+        require(nAGQ == 1 or (len(parsed.random) == 1 and parsed.random[0].lhs.strip() == "1"), "nAGQ",
+                "adaptive Gauss-Hermite quadrature (nAGQ > 1) needs a single scalar random-effect term such as "
+                "(1 | subject)")
+        require_one_of(inference, "inference", INFERENCES)
+        require_probability(alpha, "alpha")
+
+    @property
+    def family_link(self) -> Family:
+        return Family(self.family, self.link or DEFAULT_LINK[self.family])
+
+    def model(self, data: pd.DataFrame) -> tuple[GLMMModel, np.ndarray, np.ndarray]:
+        """The prepared model on ``data``, the response y and prior weights m."""
+        return GLMMModel.from_data(self.formula, data, self.family_link, self.nAGQ)
+
+    def fit_model(self, data: pd.DataFrame) -> GLMMFit:
+        """The full fit: fixed effects and their covariance, variance components, -2 log L."""
+        model, y, m = self.model(data)
+        return model.fit(y[:, None], m[:, None])[0]
+
+    def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
+        model, y, m = self.model(data)
+        return self._results(model, y[:, None], m[:, None])[0]
+
+    def fit_outcomes(self, design_frame: pd.DataFrame, Y: np.ndarray, M: np.ndarray | None = None) -> list[FitResult]:
+        """Each column of the response matrix Y (n, R) on the design of ``design_frame`` (the
+        columns besides the outcome; prior weights M, default 1): the batched path of a fixed
+        design, all replicates optimised in lockstep. Its numbers equal :meth:`fit`'s to about
+        1e-9 relative, not bit for bit (the optimiser's path depends on rounding), so the
+        runner's ``fit_batch`` fits replicate by replicate, keeping a replicate's numbers
+        independent of its chunk. With M, Y holds proportions of M trials; without, every column is checked as a
+        response of the family (0/1, counts)."""
+        Y = np.asarray(Y, dtype=float)
+        parsed = parse_formula(self.formula)
+        if cbind_parts(parsed.outcome) is not None:
+            raise InputError(f"formula: fit_outcomes takes a one-column outcome, not {parsed.outcome}; "
+                             "pass proportions Y and trials M")
+        if M is None:
+            for r in range(Y.shape[1]):
+                response(parsed, pd.DataFrame({parsed.outcome: Y[:, r]}), self.family)
+        model, _, _ = self.model(design_frame.assign(**{parsed.outcome: Y[:, 0]}))
+        return self._results(model, Y, np.ones_like(Y) if M is None else np.asarray(M, dtype=float))
+
+    def _results(self, model: GLMMModel, Y: np.ndarray, M: np.ndarray) -> list[FitResult]:
+        fits = model.fit(Y, M)
+        estimate = np.array([fit.beta for fit in fits])
+        std_error = np.array([fit.std_errors for fit in fits])
+        p_value, lower, upper = t_test(estimate, std_error, np.inf, self.alpha)
+        statuses = [_status(fit) for fit in fits]
+        if self.inference == "lrt":
+            p_value, statuses = self._lrt(model, Y, M, fits, statuses)
+        df = np.full(estimate.shape, np.inf)
+        return [FitResult(model.design.fixed_names, estimate[r], std_error[r], df[r], lower[r], upper[r],
+                          p_value[r], *statuses[r]) for r in range(len(fits))]
+
+    def _lrt(self, model: GLMMModel, Y, M, fits: list[GLMMFit], statuses):
+        full = np.array([fit.minus_two_loglik for fit in fits])
+        p = model.design.p
+        p_value = np.full((len(fits), p), np.nan)
+        statuses = list(statuses)
+        for j in range(p):
+            reduced = GLMMModel(model.design.without_fixed(j), model.family, model.n_agq).fit(Y, M)
+            statistic = np.maximum(np.array([fit.minus_two_loglik for fit in reduced]) - full, 0.0)
+            ok = np.array([fit.converged for fit in reduced])
+            p_value[:, j] = np.where(ok, chi2_sf(statistic, 1), np.nan)
+            for r in np.flatnonzero(~ok):
+                text = f"no likelihood-ratio test of {model.design.fixed_names[j]}: the fit without it did not converge"
+                statuses[r] = (statuses[r][0], "; ".join(filter(None, [statuses[r][1], text])))
+        return p_value, statuses
+
+
+def _status(fit: GLMMFit) -> tuple[Status, str]:
+    if not fit.converged:
+        return Status.not_converged, "the optimiser did not converge"
+    if fit.singular:
+        return Status.singular, "boundary (singular) fit: a random-effects variance or correlation is on its bound"
+    return Status.ok, ""
