@@ -316,12 +316,23 @@ def _timeouts(estimators: dict[str, dict]) -> dict[str, float]:
     return timeouts
 
 
-def _dry_run(cell: Cell, seed: int, timeouts: dict[str, float] | None = None) -> tuple[list[str], list[str], int]:
+def _data_shape(data) -> tuple:
+    """What a dry run's outcome can depend on besides values: the rows, and each column's name,
+    dtype and number of distinct values (levels, conditions)."""
+    if not hasattr(data, "columns"):
+        return (type(data).__name__, np.shape(data))
+    return (len(data), tuple((str(c), str(data[c].dtype), int(data[c].nunique())) for c in data.columns))
+
+
+def _dry_run(cell: Cell, seed: int, timeouts: dict[str, float] | None = None,
+             seen: dict | None = None) -> tuple[list[str], list[str], int]:
     """Fit every estimator on one throwaway draw, so that a formula naming a missing column or
     a cluster column the DGP does not make stops the study before it starts. Returns the terms
     and the per-replicate extras the fits report, which fix the shape of the results store,
     and the bytes of the draw. Each fit is held to its estimator's ``timeout_s``, as in the
-    study."""
+    study. ``seen`` keeps the terms and extras of earlier cells' successful fits by estimator
+    parameters and data shape (:func:`_data_shape`): a grid over values (effects, variances)
+    fits each estimator once, a grid over sizes once per size."""
     from sims.run.runner import call_with_time_limit, checked
 
     timeouts = timeouts or {}
@@ -329,15 +340,22 @@ def _dry_run(cell: Cell, seed: int, timeouts: dict[str, float] | None = None) ->
     data = cell.dgp.generate(rng)
     data_bytes = int(data.memory_usage(deep=True).sum()) if hasattr(data, "memory_usage") else 0
     terms, extras = list(cell.dgp.truth()), []
+    seen = {} if seen is None else seen
+    shape = (type(cell.dgp).__name__, _data_shape(data))
     for name, estimator in cell.estimators.items():
-        try:
-            result = checked(call_with_time_limit(lambda: estimator.fit(data, rng), timeouts.get(name)))
-        except InputError as error:
-            raise ConfigError(f"estimators.{name}", str(error)) from None
-        except (Exception, SystemExit):  # numerical trouble (or a time-out) on one draw is a result, not a config error
-            continue
-        terms.extend(t for t in result.terms if t not in terms)
-        extras.extend(k for k in result.extras if k not in extras)
+        params = estimator.get_params() if hasattr(estimator, "get_params") else id(estimator)
+        key = (type(estimator).__qualname__, repr(params), shape)
+        if key not in seen:
+            try:
+                result = checked(call_with_time_limit(lambda: estimator.fit(data, rng), timeouts.get(name)))
+            except InputError as error:
+                raise ConfigError(f"estimators.{name}", str(error)) from None
+            except (Exception, SystemExit):  # numerical trouble (or a time-out) on one draw is a result, not a config error
+                continue
+            seen[key] = (result.terms, tuple(result.extras))
+        result_terms, result_extras = seen[key]
+        terms.extend(t for t in result_terms if t not in terms)
+        extras.extend(k for k in result_extras if k not in extras)
     return terms, extras, data_bytes
 
 
@@ -373,8 +391,9 @@ def validate(cfg: DictConfig) -> Study:
     terms: list[str] = []
     extras: list[str] = []
     data_bytes = 0
+    seen: dict = {}
     for cell in cells:
-        cell_terms, cell_extras, cell_bytes = _dry_run(cell, int(cfg.seed), timeouts)
+        cell_terms, cell_extras, cell_bytes = _dry_run(cell, int(cfg.seed), timeouts, seen)
         terms.extend(t for t in cell_terms if t not in terms)
         extras.extend(k for k in cell_extras if k not in extras)
         data_bytes = max(data_bytes, cell_bytes)
