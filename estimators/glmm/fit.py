@@ -27,7 +27,7 @@ from estimators.glmm.family import Family
 from estimators.glmm.pirls import Laplace, row_products
 from estimators.glmm.quadrature import agq_deviance
 from estimators.lmm.design import MixedDesign
-from estimators.lmm.fit import VarianceComponent
+from estimators.lmm.fit import VarianceComponent, varcorr_rows
 from estimators.lmm.levelwise import row_sum
 from estimators.lmm.optimize import minimize_batch, passes_lme4_gradient_check
 from estimators.lmm.theta import ThetaLayout, covariance, sds_and_correlations
@@ -75,14 +75,7 @@ class GLMMFit:
 
     def varcorr(self) -> list[tuple[str, str, str, float]]:
         """lme4's ``as.data.frame(VarCorr(fit))`` rows (group, name1, name2, sd or correlation)."""
-        rows: list[tuple[str, str, str, float]] = []
-        for c in self.components:
-            rows.extend((c.group, name, "", float(sd)) for name, sd in zip(c.names, c.sds))
-            k = len(c.names)
-            for a in range(k):
-                for b in range(a + 1, k):
-                    rows.append((c.group, c.names[a], c.names[b], float(c.correlations[b, a])))
-        return rows
+        return varcorr_rows(self.components)
 
 
 class GLMMModel:

@@ -29,6 +29,19 @@ from estimators.lmm.theta import ThetaLayout, covariance, pca_proportions, sds_a
 BOUNDARY_PROBE = 1e-2
 
 
+def varcorr_rows(components) -> list[tuple[str, str, str, float]]:
+    """lme4's ``as.data.frame(VarCorr(fit))`` rows of the random-effects terms: per term its
+    SDs (group, name, "", sd), then its correlations (group, name1, name2, r)."""
+    rows: list[tuple[str, str, str, float]] = []
+    for component in components:
+        rows.extend((component.group, name, "", float(sd)) for name, sd in zip(component.names, component.sds))
+        k = len(component.names)
+        for c in range(k):
+            for r in range(c + 1, k):
+                rows.append((component.group, component.names[c], component.names[r], float(component.correlations[r, c])))
+    return rows
+
+
 @dataclass(frozen=True)
 class VarianceComponent:
     """One random term's covariance: SDs and correlations of its effects (lme4's VarCorr)."""
@@ -100,15 +113,7 @@ class MixedFit:
     def varcorr(self) -> list[tuple[str, str, str, float]]:
         """lme4's ``as.data.frame(VarCorr(fit))`` rows (group, name1, name2, sd or correlation):
         SDs then correlations per term, the residual SD last."""
-        rows: list[tuple[str, str, str, float]] = []
-        for component in self.components:
-            rows.extend((component.group, name, "", float(sd)) for name, sd in zip(component.names, component.sds))
-            k = len(component.names)
-            for c in range(k):
-                for r in range(c + 1, k):
-                    rows.append((component.group, component.names[c], component.names[r], float(component.correlations[r, c])))
-        rows.append(("Residual", "", "", float(self.sigma)))
-        return rows
+        return [*varcorr_rows(self.components), ("Residual", "", "", float(self.sigma))]
 
 
 @dataclass(frozen=True)

@@ -11,24 +11,9 @@ import sims
 from estimators.lmm import MixedModel
 from estimators.lmm.dense import dense_objective
 from estimators.lmm.design import build_mixed_design
-from helpers import TESTS
+from helpers.lmm_references import reference_cases
 
-REFERENCES = [(TESTS / "reference" / "lmm.csv", TESTS / "reference" / "data"),
-              (TESTS / "reference_lmm" / "lmm_extra.csv", TESTS / "reference_lmm" / "data")]
-
-
-def reference_cases() -> list[tuple]:
-    folders = [folder for _, folder in REFERENCES]
-    out = []
-    for table, _ in REFERENCES:
-        ref = pd.read_csv(table)
-        for (dataset, formula, reml), rows in ref.groupby(["dataset", "formula", "reml"], sort=False):
-            path = next(folder / f"{dataset}.csv" for folder in folders if (folder / f"{dataset}.csv").is_file())
-            out.append((path, formula, bool(reml), float(rows.criterion.iloc[0])))
-    return out
-
-
-CASES = reference_cases()
+CASES = [(path, formula, reml, float(rows.criterion.iloc[0])) for path, formula, reml, rows in reference_cases()]
 IDS = [f"{path.stem}-{formula.split('~')[1].replace(' ', '')}-{'REML' if reml else 'ML'}" for path, formula, reml, _ in CASES]
 
 

@@ -16,22 +16,7 @@ from estimators.lmm import MixedModel, sparse
 from estimators.lmm.crossprod import design_products
 from estimators.lmm.design import build_mixed_design
 from estimators.lmm.satterthwaite import satterthwaite_df
-from helpers import TESTS
-
-REFERENCES = [(TESTS / "reference" / "lmm.csv", TESTS / "reference" / "data"),
-              (TESTS / "reference_lmm" / "lmm_extra.csv", TESTS / "reference_lmm" / "data")]
-
-
-def reference_cases() -> list[tuple]:
-    folders = [folder for _, folder in REFERENCES]
-    out = []
-    for table, _ in REFERENCES:
-        ref = pd.read_csv(table)
-        for (dataset, formula, reml), rows in ref.groupby(["dataset", "formula", "reml"], sort=False):
-            path = next(folder / f"{dataset}.csv" for folder in folders if (folder / f"{dataset}.csv").is_file())
-            out.append((path, formula, bool(reml), rows.reset_index(drop=True)))
-    return out
-
+from helpers.lmm_references import reference_cases
 
 CASES = reference_cases()
 IDS = [f"{path.stem}-{formula.split('~')[1].replace(' ', '')}-{'REML' if reml else 'ML'}" for path, formula, reml, _ in CASES]

@@ -56,7 +56,9 @@ def clustersim(run_dir, *overrides):
                           capture_output=True, text=True, timeout=300, env=env_with_helpers())
 
 
-@pytest.mark.parametrize("death, cause", [("abort", "signal 6, SIGABRT"), ("exit", "exit code 3")])
+# SIGABRT by default (what a segfault looks like); a plain exit(3) with -m slow.
+@pytest.mark.parametrize("death, cause", [("abort", "signal 6, SIGABRT"),
+                                          pytest.param("exit", "exit code 3", marks=pytest.mark.slow)])
 def test_a_study_where_rare_replicates_kill_their_worker_finishes(tmp_path, death, cause):
     fatal = [3, 16, 38]
     dying = f"{{_target_: helpers.misbehaving.DyingOLS, death: {death}, first_outcomes: {first_outcomes(fatal)}}}"

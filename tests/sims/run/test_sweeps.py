@@ -24,7 +24,10 @@ def sweep(sweep_dir, *extra):
     return done
 
 
-@pytest.mark.parametrize("launcher, subjects", [("basic", "6,12"), ("joblib", "12"), ("submitit_local", "12")])
+# The basic launcher by default; the joblib and submitit-local launchers (the same collect path,
+# 10-20 s each) with -m slow.
+@pytest.mark.parametrize("launcher, subjects", [("basic", "6,12"), pytest.param("joblib", "12", marks=pytest.mark.slow),
+                                                pytest.param("submitit_local", "12", marks=pytest.mark.slow)])
 def test_multirun_sweep_collects_into_one_dataset(tmp_path, launcher, subjects):
     sweep(tmp_path / "sweep", f"hydra/launcher={launcher}", f"dgp.n_subjects={subjects}")
     assert collect_main([str(tmp_path / "sweep"), "--out", str(tmp_path / "merged")]) == 0
