@@ -21,12 +21,14 @@ import pandas as pd
 from estimators.base import Estimator
 from estimators.design import InputError
 from estimators.glmm.design import cbind_parts, response
-from estimators.glmm.family import DEFAULT_LINK, FAMILIES, LINKS, Family
+from estimators.families import FAMILIES, LINKS_OF_FAMILY, link_or_canonical
+from estimators.glmm.family import Family
 from estimators.glmm.fit import GLMMFit, GLMMModel
+from estimators.lmm.estimator import fit_status
 from estimators.lmm.formula import parse_formula
 from estimators.lmm.lrt import chi2_sf
 from estimators.params import InvalidParameter, require, require_one_of, require_positive_int, require_probability
-from estimators.result import FitResult, Status, t_test
+from estimators.result import FitResult, t_test
 
 Inference = Literal["wald_z", "lrt"]
 INFERENCES = get_args(Inference)
@@ -58,7 +60,7 @@ class GLMM(Estimator):
         self.alpha = alpha
         require_one_of(family, "family", FAMILIES)
         if link is not None:
-            require_one_of(link, "link", LINKS[family])
+            require_one_of(link, "link", LINKS_OF_FAMILY[family])
         try:
             parsed = parse_formula(formula)
             if cbind_parts(parsed.outcome) is not None and family != "binomial":
@@ -75,7 +77,7 @@ class GLMM(Estimator):
 
     @property
     def family_link(self) -> Family:
-        return Family(self.family, self.link or DEFAULT_LINK[self.family])
+        return Family(self.family, link_or_canonical(self.family, self.link))
 
     def model(self, data: pd.DataFrame) -> tuple[GLMMModel, np.ndarray, np.ndarray]:
         """The prepared model on ``data``, the response y and prior weights m."""
@@ -114,7 +116,7 @@ class GLMM(Estimator):
         estimate = np.array([fit.beta for fit in fits])
         std_error = np.array([fit.std_errors for fit in fits])
         p_value, lower, upper = t_test(estimate, std_error, np.inf, self.alpha)
-        statuses = [_status(fit) for fit in fits]
+        statuses = [fit_status(fit) for fit in fits]
         if self.inference == "lrt":
             p_value, statuses = self._lrt(model, Y, M, fits, statuses)
         df = np.full(estimate.shape, np.inf)
@@ -136,10 +138,3 @@ class GLMM(Estimator):
                 statuses[r] = (statuses[r][0], "; ".join(filter(None, [statuses[r][1], text])))
         return p_value, statuses
 
-
-def _status(fit: GLMMFit) -> tuple[Status, str]:
-    if not fit.converged:
-        return Status.not_converged, "the optimiser did not converge"
-    if fit.singular:
-        return Status.singular, "boundary (singular) fit: a random-effects variance or correlation is on its bound"
-    return Status.ok, ""

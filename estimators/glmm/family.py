@@ -14,7 +14,9 @@ what lme4's Laplace objective adds (``glmResp::Laplace`` = ldL2 + ||u||^2 + aic)
     poisson   -2 [y log mu - mu - log y!].
 
 The deviance residual is the same less its value at mu = y (the saturated model), lme4's
-``devResid``; adaptive Gauss-Hermite quadrature sums those.
+``devResid``; adaptive Gauss-Hermite quadrature sums those. The families, links, link functions
+and variance functions are :mod:`estimators.families`' (shared with the GLM and GEE); this
+module keeps mu within DBL_EPSILON of its range, as lme4's response module does.
 """
 from __future__ import annotations
 
@@ -23,9 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-FAMILIES = ("binomial", "poisson")
-LINKS = {"binomial": ("logit", "probit"), "poisson": ("log",)}
-DEFAULT_LINK = {"binomial": "logit", "poisson": "log"}
+from estimators import families
 # mu is kept this far from 0 and 1 (R's binomial()$linkinv uses DBL_EPSILON the same way).
 _EPS = np.finfo(float).eps
 
@@ -38,18 +38,15 @@ class Family:
     link: str
 
     def mean(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """mu = g^-1(eta) and d mu / d eta."""
-        if self.link == "logit":
-            mu = special.expit(eta)
-            return np.clip(mu, _EPS, 1 - _EPS), np.maximum(mu * (1.0 - mu), _EPS)
-        if self.link == "probit":
-            mu = special.ndtr(eta)
-            return np.clip(mu, _EPS, 1 - _EPS), np.maximum(np.exp(-0.5 * eta * eta) / np.sqrt(2 * np.pi), _EPS)
-        mu = np.maximum(np.exp(eta), _EPS)
-        return mu, mu
+        """mu = g^-1(eta) and d mu / d eta, both kept at least DBL_EPSILON (mu below 1 - eps too)."""
+        mu = families.inverse_link(self.link, eta)
+        if self.link == "log":
+            mu = np.maximum(mu, _EPS)
+            return mu, mu
+        return np.clip(mu, _EPS, 1 - _EPS), np.maximum(families.mean_derivative(self.link, eta, mu), _EPS)
 
     def variance(self, mu: np.ndarray) -> np.ndarray:
-        return mu * (1.0 - mu) if self.name == "binomial" else mu
+        return families.variance_function(self.name, mu)
 
     def weights_and_score(self, y: np.ndarray, m: np.ndarray, eta: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,5 +78,4 @@ class Family:
         """R's ``mustart`` on the link scale: binomial (m y + 1/2) / (m + 1), Poisson y + 1/10."""
         if self.name == "poisson":
             return np.log(y + 0.1)
-        mu = (m * y + 0.5) / (m + 1.0)
-        return special.logit(mu) if self.link == "logit" else special.ndtri(mu)
+        return families.link_function(self.link, (m * y + 0.5) / (m + 1.0))

@@ -27,7 +27,7 @@ from estimators.glmm.family import Family
 from estimators.glmm.pirls import Laplace, row_products
 from estimators.glmm.quadrature import agq_deviance
 from estimators.lmm.design import MixedDesign
-from estimators.lmm.fit import VarianceComponent, varcorr_rows
+from estimators.lmm.fit import VarianceComponent, theta_names, varcorr_rows
 from estimators.lmm.levelwise import row_sum
 from estimators.lmm.optimize import minimize_batch, passes_lme4_gradient_check
 from estimators.lmm.theta import ThetaLayout, covariance, sds_and_correlations
@@ -92,13 +92,7 @@ class GLMMModel:
 
     @property
     def theta_names(self) -> tuple[str, ...]:
-        names = []
-        for block in self.design.blocks:
-            rows, cols = self.layout.lower_positions(block.k)
-            for r, c in zip(rows, cols):
-                tail = block.names[r] if r == c else f"{block.names[r]}.{block.names[c]}"
-                names.append(f"{block.group}.{tail}")
-        return tuple(names)
+        return theta_names(self.design, self.layout)
 
     def glm_start(self, y: np.ndarray, m: np.ndarray) -> np.ndarray:
         """beta (R, p) of the GLM without random effects, by IRLS (y, m: (n, R))."""

@@ -140,7 +140,7 @@ def infer(model: MixedModel, outcomes: OutcomeProducts, fits: list[MixedFit], Y:
     design = model.design
     estimate = np.array([fit.beta for fit in fits])
     std_error = np.array([fit.std_errors for fit in fits])
-    statuses = [_status(fit) for fit in fits]
+    statuses = [fit_status(fit) for fit in fits]
     parts = adjusted = full = converged_full = None
     if inference == "satterthwaite":
         theta = np.array([fit.theta for fit in fits])
@@ -257,7 +257,9 @@ def _kenward_roger(model: MixedModel, fits: list[MixedFit], statuses: list[tuple
     return std_error, df, statuses, adjusted
 
 
-def _status(fit: MixedFit) -> tuple[Status, str]:
+def fit_status(fit) -> tuple[Status, str]:
+    """The status and message of a mixed-model fit (an LMM's or a GLMM's): not converged,
+    singular (a variance or correlation on its bound) or ok."""
     if not fit.converged:
         return Status.not_converged, "the optimiser did not converge"
     if fit.singular:

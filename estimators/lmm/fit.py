@@ -42,6 +42,18 @@ def varcorr_rows(components) -> list[tuple[str, str, str, float]]:
     return rows
 
 
+def theta_names(design: MixedDesign, layout: ThetaLayout) -> tuple[str, ...]:
+    """lme4's names of the theta elements: ``group.row`` on a diagonal, ``group.row.column``
+    below it (e.g. ``subject.Intercept``, ``subject.X.Intercept``, ``subject.X``)."""
+    names = []
+    for block in design.blocks:
+        rows, cols = layout.lower_positions(block.k)
+        for r, c in zip(rows, cols):
+            tail = block.names[r] if r == c else f"{block.names[r]}.{block.names[c]}"
+            names.append(f"{block.group}.{tail}")
+    return tuple(names)
+
+
 @dataclass(frozen=True)
 class VarianceComponent:
     """One random term's covariance: SDs and correlations of its effects (lme4's VarCorr)."""
@@ -131,15 +143,7 @@ class MixedModel:
 
     @property
     def theta_names(self) -> tuple[str, ...]:
-        """lme4's names of the theta elements: ``group.row`` on a diagonal, ``group.row.column``
-        below it (e.g. ``subject.Intercept``, ``subject.X.Intercept``, ``subject.X``)."""
-        names = []
-        for block in self.design.blocks:
-            rows, cols = self.layout.lower_positions(block.k)
-            for r, c in zip(rows, cols):
-                tail = block.names[r] if r == c else f"{block.names[r]}.{block.names[c]}"
-                names.append(f"{block.group}.{tail}")
-        return tuple(names)
+        return theta_names(self.design, self.layout)
 
     def outcomes(self, Y: np.ndarray) -> OutcomeProducts:
         return outcome_products(self.design, Y, self.products.operators)
