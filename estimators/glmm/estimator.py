@@ -13,12 +13,13 @@ p-value NaN, said in the message.
 """
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, Sequence, get_args
 
 import numpy as np
 import pandas as pd
 
 from estimators.base import Estimator
+from estimators.batch import stack_outcomes
 from estimators.design import InputError
 from estimators.glmm.design import cbind_parts, response
 from estimators.families import FAMILIES, LINKS_OF_FAMILY, link_or_canonical
@@ -92,14 +93,22 @@ class GLMM(Estimator):
         model, y, m = self.model(data)
         return self._results(model, y[:, None], m[:, None])[0]
 
+    def fit_batch(self, frames: Sequence[pd.DataFrame], rngs=None) -> list[FitResult]:
+        """A chunk of replicates that share a design and a one-column outcome, fitted as one
+        batch (:meth:`fit_outcomes`); otherwise one by one."""
+        stacked = stack_outcomes(self.formula, frames)
+        if stacked is None:
+            return super().fit_batch(frames, rngs)
+        return self.fit_outcomes(frames[0], stacked[0])
+
     def fit_outcomes(self, design_frame: pd.DataFrame, Y: np.ndarray, M: np.ndarray | None = None) -> list[FitResult]:
         """Each column of the response matrix Y (n, R) on the design of ``design_frame`` (the
         columns besides the outcome; prior weights M, default 1): the batched path of a fixed
-        design, all replicates optimised in lockstep. Its numbers equal :meth:`fit`'s to about
-        1e-9 relative, not bit for bit (the optimiser's path depends on rounding), so the
-        runner's ``fit_batch`` fits replicate by replicate, keeping a replicate's numbers
-        independent of its chunk. With M, Y holds proportions of M trials; without, every column is checked as a
-        response of the family (0/1, counts)."""
+        design, all replicates optimised in lockstep. A column's numbers are bit for bit those
+        of :meth:`fit` on it alone, whatever else the batch holds (every reduction of the
+        optimiser, of PIRLS and of the derivatives runs row by row), so a study's numbers do not
+        depend on its chunks. With M, Y holds proportions of M trials; without, every column is
+        checked as a response of the family (0/1, counts)."""
         Y = np.asarray(Y, dtype=float)
         parsed = parse_formula(self.formula)
         if cbind_parts(parsed.outcome) is not None:

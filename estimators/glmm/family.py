@@ -45,6 +45,17 @@ class Family:
             return mu, mu
         return np.clip(mu, _EPS, 1 - _EPS), np.maximum(families.mean_derivative(self.link, eta, mu), _EPS)
 
+    @property
+    def is_canonical(self) -> bool:
+        """Whether the link is the family's canonical one (logit, log): then d s / d eta = -w."""
+        return self.link == families.link_or_canonical(self.name, None)
+
+    def weight_slope(self, m: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """d w / d eta for a canonical link: m mu (1 - mu) (1 - 2 mu) (logit), m mu (log)."""
+        if self.name == "binomial":
+            return m * mu * (1.0 - mu) * (1.0 - 2.0 * mu)
+        return m * mu
+
     def variance(self, mu: np.ndarray) -> np.ndarray:
         return families.variance_function(self.name, mu)
 

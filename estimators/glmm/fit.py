@@ -4,13 +4,17 @@ stage (nAGQ >= 1), for many outcome columns of one design at once.
 - Start: beta from the GLM without random effects (IRLS from R's ``mustart``), theta at lme4's
   start (identity relative factors).
 - Minimisation: BFGS for all replicates in lockstep (:func:`estimators.lmm.optimize.minimize_batch`)
-  on f(theta, beta) (:mod:`.pirls`, :mod:`.quadrature`), its gradient by central differences
-  (step 1e-5), every perturbed point of every replicate in one PIRLS batch; the PIRLS of a point
-  starts from its replicate's last modes. A Newton step on the finite-difference Hessian H
-  polishes the minimum (kept when it lowers f).
+  on f(theta, beta) (:mod:`.pirls`, :mod:`.quadrature`); the PIRLS of a point starts from its
+  replicate's last modes. The gradient is exact (:mod:`.gradient`) for the Laplace
+  approximation with a canonical link (logit, log) where the coupling block is held dense;
+  otherwise (probit, nAGQ > 1, many effects beyond the first term) it is taken by central
+  differences (step 1e-5), every perturbed point of every replicate in one PIRLS batch.
+  A Newton step on the Hessian H polishes the minimum (kept when it lowers f).
 - Covariance: lme4's ``vcov`` for GLMMs (``use.hessian = TRUE``): the fixed-effects block of
-  2 H^-1 over (theta, beta), H by central differences of f (step 1e-3: lme4's ``deriv12`` takes 1e-4, where the rounding of
-  the PIRLS deviance already shows in the fourth digit of an SE).
+  2 H^-1 over (theta, beta). H is the forward difference of the exact gradient (step 1e-6;
+  about 1e-6 relative error), or else central differences of f (step 1e-3: lme4's
+  ``deriv12`` takes 1e-4, where the rounding of the PIRLS deviance already shows in the fourth
+  digit of an SE).
 - Flags: singular when a diagonal element of a relative factor is below 1e-4 (lme4's
   ``isSingular``); converged when the optimiser met its criteria or lme4's scaled-gradient
   check passes (``checkConv``: max_i min(|(U^-1 g)_i|, |g_i|) < 0.002, H = U'U), and every
@@ -24,16 +28,20 @@ import numpy as np
 
 from estimators.glmm.design import glmm_design
 from estimators.glmm.family import Family
+from estimators.glmm.gradient import has_exact_gradient, laplace_gradient
 from estimators.glmm.pirls import Laplace, row_products
 from estimators.glmm.quadrature import agq_deviance
 from estimators.lmm.design import MixedDesign
 from estimators.lmm.fit import VarianceComponent, theta_names, varcorr_rows
 from estimators.lmm.levelwise import row_sum
-from estimators.lmm.optimize import minimize_batch, passes_lme4_gradient_check
+from estimators.lmm.optimize import hessian_fd, minimize_batch, passes_lme4_gradient_check
 from estimators.lmm.theta import ThetaLayout, covariance, sds_and_correlations
 
 GRADIENT_STEP = 1e-5
 HESSIAN_STEP = 1e-3
+# Forward differences of the exact gradient: truncation error ~ step |f_xxx| / 2, rounding about
+# 1e-10 / step (the gradient at a PIRLS mode converged to 1e-13): both near 1e-6 of H.
+EXACT_HESSIAN_STEP = 1e-6
 MAX_ITER = 200
 GLM_ITERATIONS = 50
 
@@ -120,32 +128,45 @@ class GLMMModel:
         """Fit every column of y (n, R), with prior weights m (n, R)."""
         R = y.shape[1]
         laplace = Laplace(self.design, self.family, self.layout.factors, y, m)
-        n_theta, p = self.layout.n_theta, self.design.p
+        n_theta = self.layout.n_theta
         first = self.design.blocks[0]
         modes = [np.zeros((R, first.n_levels, first.k)), np.zeros((R, laplace.q_r))]
         value = self._value(laplace)
+        exact = has_exact_gradient(laplace, self.n_agq)
 
-        def evaluate(points: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        def evaluate(points: np.ndarray, rows: np.ndarray):
+            """f at the points, from their replicates' last modes, and the new modes."""
             f, u1, u_r, _ = value(points[:, :n_theta], points[:, n_theta:], rows, modes[0][rows], modes[1][rows])
             return f, u1, u_r
 
-        def objective(x: np.ndarray, rows: np.ndarray):
-            b, k = x.shape
-            f, u1, u_r = evaluate(x, rows)
-            modes[0][rows], modes[1][rows] = u1, u_r
+        def with_gradient(points: np.ndarray, rows: np.ndarray):
+            """f and its gradient at the points (exact, or by central differences), and the modes."""
+            f, u1, u_r = evaluate(points, rows)
+            if exact:
+                _, g = laplace_gradient(laplace, self.layout, points[:, :n_theta], points[:, n_theta:], rows, u1, u_r)
+                return f, g, u1, u_r
+            b, k = points.shape
             offsets = GRADIENT_STEP * np.eye(k)
-            points = np.concatenate([x + offsets[i] for i in range(k)] + [x - offsets[i] for i in range(k)])
-            f_step, _, _ = evaluate(points, np.tile(rows, 2 * k))
+            stepped = np.concatenate([points + offsets[i] for i in range(k)] + [points - offsets[i] for i in range(k)])
+            f_step, _, _ = evaluate(stepped, np.tile(rows, 2 * k))
             f_step = f_step.reshape(2, k, b)
-            return f, ((f_step[0] - f_step[1]) / (2 * GRADIENT_STEP)).T
+            return f, ((f_step[0] - f_step[1]) / (2 * GRADIENT_STEP)).T, u1, u_r
+
+        def objective(x: np.ndarray, rows: np.ndarray):
+            f, g, u1, u_r = with_gradient(x, rows)
+            modes[0][rows], modes[1][rows] = u1, u_r
+            return f, g
 
         x0 = np.hstack([np.broadcast_to(self.layout.start(), (R, n_theta)), self.glm_start(y, m)])
         result = minimize_batch(objective, x0, gtol=1e-6, ftol=1e-14, max_iter=MAX_ITER)
         x, f = result.x, result.f
-        hessian, g = self.hessian(evaluate, x, f)
-        # A Newton step on the finite-difference Hessian and gradient (step 1e-3: its rounding
-        # error is 100 times smaller than at BFGS's 1e-5) polishes the minimum; it moves x by
-        # about 1e-7, too little to change H or the gradient check, which keep their values at x.
+        if exact:
+            hessian, (_, g) = hessian_fd(lambda p, rows: with_gradient(p, rows)[:2], x, step=EXACT_HESSIAN_STEP,
+                                         central=False)
+        else:
+            hessian, g = self.hessian(evaluate, x, f)
+        # A Newton step on the Hessian and gradient polishes the minimum; it moves x by about
+        # 1e-7, too little to change H or the gradient check, which keep their values at x.
         trial = x - np.linalg.solve(hessian, g[..., None])[..., 0]
         f_trial, u1, u_r = evaluate(trial, np.arange(R))
         better = f_trial < f

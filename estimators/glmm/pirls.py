@@ -127,6 +127,7 @@ class Factor:
     v_r: np.ndarray
     scatter: Scatter
     coupling: np.ndarray | None = None  # (b, q_r, l1, k1) B, when held dense
+    coupling_solved: np.ndarray | None = None  # (b, q_r, l1 * k1) B A^-1, when B is held dense
 
     def log_det(self) -> np.ndarray:
         """log |M| (b,)."""
@@ -264,10 +265,12 @@ class Laplace:
         if s.coupling is not None:
             cross = (wv_r[:, :, :, None] * v1[:, :, None, :]).reshape(b, n * m_r * k1)
             B = (s.coupling @ cross.T).T.reshape(b, q_r, l1, k1)
-            BA = (B[:, :, :, :, None] * inverse[:, None, :, :, :]).sum(axis=3).reshape(b, q_r, -1)  # B A^-1
-            flat = B.reshape(b, q_r, -1)
-            S = C - np.stack([(BA[:, r, None, :] * flat).sum(axis=2) for r in range(q_r)], axis=1)
-            return Factor(inverse, log_det, _cholesky(S), wv1, wv_r, v1, v_r, s, B)
+            BA = B[:, :, :, 0, None] * inverse[:, None, :, 0, :]                 # B A^-1, k1 terms in order
+            for c in range(1, k1):
+                BA = BA + B[:, :, :, c, None] * inverse[:, None, :, c, :]
+            BA = BA.reshape(b, q_r, -1)
+            S = C - BA @ np.swapaxes(B.reshape(b, q_r, -1), 1, 2)
+            return Factor(inverse, log_det, _cholesky(S), wv1, wv_r, v1, v_r, s, B, BA)
         # B A^-1 B' over pairs of rows of one first-term level: (w_i v_1i)' A_j^-1 (w_i' v_1i').
         left, right = s.pairs
         Aw = np.einsum("bnac,bnc->bna", inverse[:, s.first_index], wv1)

@@ -217,20 +217,25 @@ def _bfgs_update(H: np.ndarray, s: np.ndarray, y: np.ndarray, sy: np.ndarray) ->
 
 
 def hessian_fd(objective: Objective, x: np.ndarray, rows: np.ndarray | None = None, step: float = 1e-4,
-               centre: bool = False):
+               centre: bool = False, central: bool = True):
     """Hessians (R, m, m) at the rows ``rows`` (default: all) of the objective, at the points
-    ``x`` (R, m), from central differences of the gradient, all 2m perturbed points of all rows
-    in one call, symmetrised. With ``centre``, the call also evaluates ``x`` itself, and
-    (hessians, (values, gradients) at x) is returned."""
+    ``x`` (R, m), from central differences of the gradient (forward differences from x with
+    ``central=False``, which evaluates x itself), all perturbed points of all rows in one call,
+    symmetrised. With ``centre`` (implied by forward differences), the call also evaluates
+    ``x`` itself, and (hessians, (values, gradients) at x) is returned."""
     R, m = x.shape
     rows = np.arange(R) if rows is None else rows
+    centre = centre or not central
     offsets = step * np.eye(m)
     points = [x] if centre else []
-    points = np.concatenate(points + [x + offsets[i] for i in range(m)] + [x - offsets[i] for i in range(m)])
-    f, g = objective(points, np.tile(rows, 2 * m + centre))
+    points += [x + offsets[i] for i in range(m)]
+    if central:
+        points += [x - offsets[i] for i in range(m)]
+    f, g = objective(np.concatenate(points), np.tile(rows, len(points)))
     at_x = (f[:R], g[:R]) if centre else None
-    g = g[R * centre:].reshape(2, m, R, m)
-    hessian = np.swapaxes(g[0] - g[1], 0, 1) / (2.0 * step)  # (R, i, j)
+    g = g[R * centre:].reshape(-1, m, R, m)
+    lower = g[1] if central else at_x[1][None]
+    hessian = np.swapaxes(g[0] - lower, 0, 1) / ((2.0 if central else 1.0) * step)  # (R, i, j)
     hessian = 0.5 * (hessian + np.swapaxes(hessian, -1, -2))
     return (hessian, at_x) if centre else hessian
 

@@ -42,13 +42,7 @@ def _r_name(name: str) -> str:
     return "(Intercept)" if name == "Intercept" else re.sub(r"\[T\.(.*?)\]", r"\1", name)
 
 
-# VerbAgg (7584 rows, 316 x 24 crossed levels) and grouseticks (a dense 181 x 181 Schur block)
-# take 7.5 s and 3.5 s.
-SLOW = ("verbagg", "grouseticks")
-
-
-@pytest.mark.parametrize("case", [c for c in CASES if c not in SLOW] +
-                         [pytest.param(c, marks=pytest.mark.slow) for c in SLOW])
+@pytest.mark.parametrize("case", CASES)
 def test_matches_glmer(case):
     file, formula, family, link, n_agq = CASES[case]
     ref = json.loads((REFERENCE / f"glmer_{case}.json").read_text())
