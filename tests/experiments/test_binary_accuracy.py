@@ -33,7 +33,7 @@ def run(n_reps: int, *grid: str):
 
 def test_binary_accuracy_runs_and_writes_its_tables_and_figure(tmp_path):
     ds = run(3, "grid.dgp.effect=[0.6]", "grid.dgp.item_intercept_sd=[0.0,1.0]", "grid.dgp.n_items=[8]")
-    assert int(ds.sizes["rep"]) == 3 and len(ds["estimator"]) == 13
+    assert int(ds.sizes["rep"]) == 3 and len(ds["estimator"]) == 14
     valid = ds["status"].isin([Status.ok, Status.singular])  # GLMMs on 8 items are often singular
     assert int(valid.sum()) > 0.9 * ds["status"].size
     files = reproductions.reproduce(ds, tmp_path)
