@@ -6,6 +6,8 @@ input checks and the batched path; then the same for the two-column response cbi
 on lme4's cbpp."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -162,3 +164,16 @@ def test_cbind_batch_of_frames_equals_single_fits():
         np.testing.assert_array_equal(result.estimate, single.estimate)
         np.testing.assert_array_equal(result.std_error, single.std_error)
         assert result.status == estimators.Status.ok
+
+
+def test_the_cbind_example_of_docs_binary_runs_as_printed(monkeypatch, capsys):
+    text = (TESTS.parent / "docs" / "binary.md").read_text()
+    example = re.search(r"^```python\n(.*?cbind\(incidence.*?)^```", text, flags=re.MULTILINE | re.DOTALL).group(1)
+    monkeypatch.chdir(TESTS.parent)
+    namespace: dict = {}
+    exec(compile(example, "docs/binary.md", "exec"), namespace)
+    glm, gee = namespace["glm"], namespace["gee"]
+    # the values its comments print, to their digits
+    assert (round(glm.estimate[0], 3), round(glm.std_error[0], 3), round(glm.df[0], 1)) == (-1.269, 0.287, 12.5)
+    assert (round(gee.estimate[0], 3), round(gee.std_error[0], 3)) == (-1.270, 0.276)
+    assert "Intercept" in capsys.readouterr().out
