@@ -92,8 +92,8 @@ def response_problem(family: str, Y: np.ndarray) -> str | None:
     negative or non-integer values), or None when it is."""
     if family == "binomial":
         bad = (Y != 0.0) & (Y != 1.0)
-        return f"has values other than 0 and 1 (e.g. {Y[bad][0]:g}), not a binary response for family 'binomial'" \
-            if bad.any() else None
+        return (f"has values other than 0 and 1 (e.g. {Y[bad][0]:g}), not a binary response for family 'binomial' "
+                "(k of n trials: cbind(successes, failures) ~ ...)") if bad.any() else None
     bad = (Y < 0.0) | (Y != np.floor(Y))
     return f"has negative or non-integer values (e.g. {Y[bad][0]:g}), not counts for family 'poisson'" \
         if bad.any() else None
