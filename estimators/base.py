@@ -124,8 +124,8 @@ class SharedDesignEstimator(Estimator):
 
 
 class TrialsEstimator(SharedDesignEstimator):
-    """A :class:`SharedDesignEstimator` of a binomial or Poisson ``family`` whose ``formula`` may
-    have the two-column binomial response ``cbind(successes, failures) ~ ...``
+    """A :class:`SharedDesignEstimator` with a ``family`` whose ``formula`` may have, for family
+    binomial, the two-column response ``cbind(successes, failures) ~ ...``
     (:mod:`estimators.response`). Subclasses implement ``_fit_columns(design, Y, M=None)``:
     Y the responses (n, R) and M their prior weights, None for a one-column outcome (weights 1)
     and the trials for a two-column one (Y then holds the proportions of successes).
@@ -152,4 +152,5 @@ class TrialsEstimator(SharedDesignEstimator):
         return self._fit_columns(design.read_only(), np.repeat(y[:, None], 2, axis=1), np.repeat(m[:, None], 2, axis=1))[0]
 
     def _fit_columns(self, design: Design, Y: np.ndarray, M: np.ndarray | None = None) -> list[FitResult]:
+        """Fit each column of Y (n, R >= 2) on ``design`` with prior weights M (None: 1)."""
         raise NotImplementedError
