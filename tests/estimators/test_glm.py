@@ -177,3 +177,10 @@ def test_the_cbind_example_of_docs_binary_runs_as_printed(monkeypatch, capsys):
     assert (round(glm.estimate[0], 3), round(glm.std_error[0], 3), round(glm.df[0], 1)) == (-1.269, 0.287, 12.5)
     assert (round(gee.estimate[0], 3), round(gee.std_error[0], 3)) == (-1.270, 0.276)
     assert "Intercept" in capsys.readouterr().out
+
+
+def test_cbind_on_frames_of_one_outcome_column_names_the_missing_column():
+    """A fixed-design chunk (one outcome column, SharedDesignFrames) has no successes column."""
+    frames = sims.build("clustered_binary", n_subjects=6, n_trials=4).generate_chunk([np.random.default_rng(s) for s in range(3)])
+    with pytest.raises(InputError, match=r"^response 'successes' is not a column of the data .*\(columns: y, X, subject\)$"):
+        GLM("cbind(successes, failures) ~ X").fit_batch(frames)
