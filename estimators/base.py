@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from estimators.batch import DesignCache, frame_design, shared_design
-from estimators.design import Design, build_design
+from estimators.design import Design, InputError, build_design
+from estimators.params import InvalidParameter
+from estimators.response import formula_outcome, require_cbind_binomial, trials_design
 from estimators.result import FitResult
 
 
@@ -118,4 +120,37 @@ class SharedDesignEstimator(Estimator):
 
     def _fit_columns(self, design: Design, Y: np.ndarray) -> list[FitResult]:
         """Fit each column of Y (n, R >= 2) on ``design``."""
+        raise NotImplementedError
+
+
+class TrialsEstimator(SharedDesignEstimator):
+    """A :class:`SharedDesignEstimator` with a ``family`` whose ``formula`` may have, for family
+    binomial, the two-column response ``cbind(successes, failures) ~ ...``
+    (:mod:`estimators.response`). Subclasses implement ``_fit_columns(design, Y, M=None)``:
+    Y the responses (n, R) and M their prior weights, None for a one-column outcome (weights 1)
+    and the trials for a two-column one (Y then holds the proportions of successes).
+
+    A two-column response is read from each frame (its successes and failures are two columns
+    that change between replicates), so ``fit_batch`` fits such frames one by one; the batched
+    path over a shared design stacks one outcome column.
+    """
+
+    def _require_trials_family(self) -> None:
+        """For the constructor: a two-column response only with family binomial
+        (InvalidParameter naming ``formula``)."""
+        try:
+            require_cbind_binomial(formula_outcome(self.formula), self.family)
+        except InputError as error:
+            raise InvalidParameter("formula", str(error)) from None
+
+    def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
+        trials = trials_design(self.formula, data, self.family, self.design_cluster)
+        if trials is None:
+            return super().fit(data, rng)
+        design, y, m = trials
+        # two identical columns, as _fit_design fits a lone one
+        return self._fit_columns(design.read_only(), np.repeat(y[:, None], 2, axis=1), np.repeat(m[:, None], 2, axis=1))[0]
+
+    def _fit_columns(self, design: Design, Y: np.ndarray, M: np.ndarray | None = None) -> list[FitResult]:
+        """Fit each column of Y (n, R >= 2) on ``design`` with prior weights M (None: 1)."""
         raise NotImplementedError

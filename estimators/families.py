@@ -81,9 +81,10 @@ def clip_mean(family: str, mu: np.ndarray) -> np.ndarray:
     return np.clip(mu, MEAN_EPSILON, upper)
 
 
-def starting_mean(family: str, Y: np.ndarray) -> np.ndarray:
-    """R's ``family()$initialize``: mu = (y + 0.5) / 2 for a binary y, y + 0.1 for a count."""
-    return (Y + 0.5) / 2.0 if family == "binomial" else Y + 0.1
+def starting_mean(family: str, Y: np.ndarray, M: np.ndarray | float = 1.0) -> np.ndarray:
+    """R's ``family()$initialize``: mu = (m y + 0.5) / (m + 1) for a binomial proportion y of m
+    trials ((y + 0.5) / 2 for a binary y), y + 0.1 for a count."""
+    return (M * Y + 0.5) / (M + 1.0) if family == "binomial" else Y + 0.1
 
 
 def response_problem(family: str, Y: np.ndarray) -> str | None:
@@ -91,8 +92,8 @@ def response_problem(family: str, Y: np.ndarray) -> str | None:
     negative or non-integer values), or None when it is."""
     if family == "binomial":
         bad = (Y != 0.0) & (Y != 1.0)
-        return f"has values other than 0 and 1 (e.g. {Y[bad][0]:g}), not a binary response for family 'binomial'" \
-            if bad.any() else None
+        return (f"has values other than 0 and 1 (e.g. {Y[bad][0]:g}), not a binary response for family 'binomial' "
+                "(k of n trials: cbind(successes, failures) ~ ...)") if bad.any() else None
     bad = (Y < 0.0) | (Y != np.floor(Y))
     return f"has negative or non-integer values (e.g. {Y[bad][0]:g}), not counts for family 'poisson'" \
         if bad.any() else None

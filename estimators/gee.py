@@ -34,6 +34,19 @@ beta solves the estimating equations by Fisher scoring,
 with X~ and r at the current beta, from the GLM estimate (:class:`estimators.glm.IRLSFit`,
 the independence solution) and a = 0, as geepack starts. phi and a are geepack's moment
 estimators of the Pearson residuals; ``naive`` is geepack's ``vbeta.naiv``.
+
+A binomial response may be ``cbind(successes, failures)`` (:mod:`estimators.response`):
+proportions y = k / m with prior weights m = k + f, which ``geeglm`` hands to geese as its
+``weights``. As geepack does with weights (``update_beta``, ``update_gamma``, ``update_alpha``,
+``HiandGi`` in its src/gee2.cc), X~_i and r_i are multiplied by m_i^{1/2} (working covariance
+phi A_g^{1/2} R_g(a) A_g^{1/2}, A_g = diag V(mu_g) / m_g) and the moment estimators weighted:
+    phi = sum_i r_i^2 / sum_i m_i,
+    a = sum_g sum_{j<k} m_j m_k u_j u_k / (phi sum_g sum_{j<k} m_j m_k),  u_i = r_i / m_i^{1/2};
+every other formula above is unchanged; with m = 1 these are the estimators above. This is a
+GEE of the rows, not of the trials: expanded into k + f Bernoulli rows the same data give the
+same beta and robust variance under independence (a row's scores are the sum of its trials'),
+but another phi and naive variance, and an exchangeable a that also correlates the trials of
+one row.
 """
 from __future__ import annotations
 
@@ -43,7 +56,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from estimators import families, sandwich
-from estimators.base import SharedDesignEstimator
+from estimators.base import TrialsEstimator
 from estimators.design import Design, InputError
 from estimators.glm import IRLSFit
 from estimators.params import require, require_one_of, require_positive, require_positive_int, require_probability
@@ -93,22 +106,32 @@ def gls_coefficients(sums: ClusterSums, XtY: np.ndarray, sumY: np.ndarray, c: np
     return np.linalg.solve(working_information(sums, c), b[:, :, None])[:, :, 0]
 
 
-def scale_estimate(E: np.ndarray) -> np.ndarray:
-    """phi = sum_i e_i^2 / n per replicate (geepack's divisor n)."""
-    return np.einsum("ir,ir->r", E, E) / E.shape[0]
+def scale_estimate(E: np.ndarray, total_weight: np.ndarray | None = None) -> np.ndarray:
+    """phi = sum_i e_i^2 / n per replicate (geepack's divisor n), or / sum_i m_i given the
+    prior weights' ``total_weight`` (R,)."""
+    return np.einsum("ir,ir->r", E, E) / (E.shape[0] if total_weight is None else total_weight)
 
 
-def exchangeable_estimate(sumE: np.ndarray, sumE2: np.ndarray, phi: np.ndarray, n_pairs: float) -> np.ndarray:
+def exchangeable_estimate(sumE: np.ndarray, sumE2: np.ndarray, phi: np.ndarray, n_pairs: float | np.ndarray
+                          ) -> np.ndarray:
     """a = sum_g sum_{j<k} e_gj e_gk / (phi * n_pairs), from per-cluster sums of e and e^2 (G, R)."""
     return ((sumE**2 - sumE2) / 2.0).sum(axis=0) / (phi * n_pairs)
 
 
-class GEE(SharedDesignEstimator):
+def weighted_pairs(indicator, M: np.ndarray) -> np.ndarray:
+    """sum_g sum_{j<k} m_j m_k = sum_g ((sum m)^2 - sum m^2) / 2 per replicate (R,), the
+    denominator of geepack's weighted exchangeable estimate; sum_g n_g (n_g - 1) / 2 for m = 1."""
+    return ((np.asarray(indicator @ M) ** 2 - np.asarray(indicator @ M**2)) / 2.0).sum(axis=0)
+
+
+class GEE(TrialsEstimator):
     """GEE of ``formula`` with clusters ``cluster`` (see module docstring).
 
     Parameters
     ----------
-    formula : patsy formula, e.g. ``"y ~ X"``.
+    formula : patsy formula, e.g. ``"y ~ X"``; for family binomial the outcome may be
+        ``cbind(successes, failures)`` (geepack's prior weights, module docstring), fitted frame
+        by frame (TrialsEstimator).
     cluster : column with cluster labels.
     correlation : working correlation, ``independence`` or ``exchangeable``.
     variance : ``robust`` (sandwich), ``naive`` (model-based) or ``mancl_derouen`` (bias-reduced).
@@ -141,13 +164,16 @@ class GEE(SharedDesignEstimator):
             require(link in (None, "identity"), "link", f"must be identity (or unset) for family 'gaussian', got {link!r}")
         else:
             families.require_family_and_link(family, self.glm_link)
+        self._require_trials_family()
 
     @property
     def glm_link(self) -> str:
         """The link of a binomial or Poisson family (``link``, or the canonical one)."""
         return families.link_or_canonical(self.family, self.link)
 
-    def _fit_columns(self, design: Design, Y: np.ndarray) -> list[FitResult]:
+    def _fit_columns(self, design: Design, Y: np.ndarray, M: np.ndarray | None = None) -> list[FitResult]:
+        """Each column of Y (n, R); M: the prior weights of proportions Y (binomial families),
+        None for weights 1 (a 0/1 or count column, checked here)."""
         X = design.X
         # the bread refuses a rank-deficient design with a clear message
         design.derived("bread", lambda: sandwich.bread(X))
@@ -163,10 +189,10 @@ class GEE(SharedDesignEstimator):
             A_inv = np.linalg.inv(working_information(sums, c))
             V = self._vcov(design, sums, A_inv, E, c, phi, a)
         else:
-            problem = families.response_problem(self.family, Y)
+            problem = families.response_problem(self.family, Y) if M is None else None
             if problem:
                 raise InputError(f"column {design.outcome!r} {problem}")
-            beta, phi, a, converged, V = self._fit_family(design, sums, Y)
+            beta, phi, a, converged, V = self._fit_family(design, sums, Y, np.ones_like(Y) if M is None else M)
             valid = self._valid(a, sums)
         results = wald_inference_batch(design.terms, beta, np.sqrt(np.diagonal(V, axis1=1, axis2=2)), np.inf, self.alpha)
         for r in np.flatnonzero(~converged | ~valid):
@@ -182,12 +208,14 @@ class GEE(SharedDesignEstimator):
         """Whether each exchangeable correlation keeps every R_g(a) positive definite."""
         return (a < 1.0) & (a > -1.0 / max(sums.sizes.max() - 1.0, 1.0))
 
-    def _standardised(self, design: Design, beta: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """sqrt(w) = d / V(mu)^{1/2} (the row scale of X~) and the Pearson residuals r, (n, R)."""
+    def _standardised(self, design: Design, beta: np.ndarray, Y: np.ndarray, root_m: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """sqrt(w) = m^{1/2} d / V(mu)^{1/2} (the row scale of X~) and the Pearson residuals
+        r = m^{1/2} (y - mu) / V(mu)^{1/2}, (n, R); ``root_m`` = m^{1/2}."""
         eta = sandwich.columnwise(design.X, beta.T)
         mu = families.clip_mean(self.family, families.inverse_link(self.glm_link, eta))
         root_v = np.sqrt(families.variance_function(self.family, mu))
-        return families.mean_derivative(self.glm_link, eta, mu) / root_v, (Y - mu) / root_v
+        return root_m * families.mean_derivative(self.glm_link, eta, mu) / root_v, root_m * (Y - mu) / root_v
 
     def _family_information(self, design: Design, sums: ClusterSums, scale: np.ndarray, c: np.ndarray
                             ) -> tuple[np.ndarray, np.ndarray]:
@@ -203,26 +231,30 @@ class GEE(SharedDesignEstimator):
         U = sandwich.cluster_scores(design.X, scale * r, design.indicator)
         return U - (c * np.asarray(design.indicator @ r).T)[:, :, None] * Xt1
 
-    def _fit_family(self, design: Design, sums: ClusterSums, Y: np.ndarray):
+    def _fit_family(self, design: Design, sums: ClusterSums, Y: np.ndarray, M: np.ndarray):
         """Fisher scoring of the binomial or Poisson estimating equations (module docstring) for
-        every replicate, then the requested variance: beta, phi, a, converged, V."""
-        start = IRLSFit(self.family, self.glm_link, design.X, Y, 1e-10, 50)
+        every replicate with prior weights M (n, R), then the requested variance: beta, phi, a,
+        converged, V."""
+        start = IRLSFit(self.family, self.glm_link, design.X, Y, 1e-10, 50, M)
         R = Y.shape[1]
+        root_m, total_weight = np.sqrt(M), M.sum(axis=0)
+        n_pairs = weighted_pairs(design.indicator, M) if self.correlation == "exchangeable" else None
         beta, a = start.beta, np.zeros(R)
-        scale, r = self._standardised(design, beta, Y)
-        phi = scale_estimate(r)
+        scale, r = self._standardised(design, beta, Y, root_m)
+        phi = scale_estimate(r, total_weight)
         active = np.ones(R, dtype=bool)
         for _ in range(self.max_iter):
             c = exchangeable_weights(a, sums.sizes)
             A, Xt1 = self._family_information(design, sums, scale, c)
             step = np.linalg.solve(A, self._family_scores(design, scale, r, c, Xt1).sum(axis=1)[:, :, None])[:, :, 0]
             new_beta = beta + step
-            new_scale, new_r = self._standardised(design, new_beta, Y)
-            new_phi = scale_estimate(new_r)
+            new_scale, new_r = self._standardised(design, new_beta, Y, root_m)
+            new_phi = scale_estimate(new_r, total_weight)
             new_a = a
             if self.correlation == "exchangeable":
-                new_a = exchangeable_estimate(np.asarray(design.indicator @ new_r), np.asarray(design.indicator @ new_r**2),
-                                              new_phi, sums.n_pairs)
+                # m_j m_k u_j u_k = m_j^{1/2} r_j m_k^{1/2} r_k and m_j^2 u_j^2 = m_j r_j^2
+                new_a = exchangeable_estimate(np.asarray(design.indicator @ (root_m * new_r)),
+                                              np.asarray(design.indicator @ (M * new_r**2)), new_phi, n_pairs)
             change = np.maximum(np.abs(step).max(axis=1), np.maximum(np.abs(new_phi - phi), np.abs(new_a - a)))
             beta[active], phi[active], a[active] = new_beta[active], new_phi[active], new_a[active]
             scale[:, active], r[:, active] = new_scale[:, active], new_r[:, active]

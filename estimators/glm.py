@@ -2,9 +2,14 @@
 least squares, with model-based, heteroskedasticity-consistent or cluster-robust variances,
 vectorised over replicates that share a design.
 
+The binomial response is a 0/1 column or ``cbind(successes, failures)`` (R's
+``glm(cbind(k, n - k) ~ x, binomial)``): proportions y = k / m with prior weights m = k + f
+(:mod:`estimators.response`); a 0/1 or count response has m = 1. Every formula below is R's with
+these prior weights.
+
 Fit (McCullagh & Nelder 1989, sec. 2.5; R's ``glm.fit``): from R's starting means
 (:func:`estimators.families.starting_mean`), repeat
-    eta = X beta,  mu = g^{-1}(eta),  d = d mu/d eta,  w = d^2 / V(mu),  z = eta + (y - mu) / d,
+    eta = X beta,  mu = g^{-1}(eta),  d = d mu/d eta,  w = m d^2 / V(mu),  z = eta + (y - mu) / d,
     beta <- (X'WX)^{-1} X'W z
 until the coefficients change by at most ``tol`` relative, max|beta - beta_old| / (max|beta| +
 0.1) <= tol, at most ``max_iter`` times; otherwise the fit is ``not_converged``. (R's glm stops
@@ -13,9 +18,9 @@ sqrt(1e-8) from the optimum where Fisher scoring converges linearly, as for the 
 or 1 (separation: the estimate diverges).
 
 Every variance is a sandwich of the bread B = (X'WX)^{-1} (the dispersion is 1 for both
-families) and the scores s_i = x_i (y_i - mu_i) d_i / V(mu_i). In standardised form, with
-X~ = W^{1/2} X and Pearson residuals r = (y - mu) / V(mu)^{1/2}, s_i = x~_i r_i: the OLS
-sandwiches of :mod:`estimators.sandwich` on (X~, r) are the GLM ones:
+families) and the scores s_i = m_i x_i (y_i - mu_i) d_i / V(mu_i). In standardised form, with
+X~ = W^{1/2} X and Pearson residuals r = m^{1/2} (y - mu) / V(mu)^{1/2}, s_i = x~_i r_i: the OLS
+sandwiches of :mod:`estimators.sandwich` on (X~, r) are the GLM ones (n the number of rows):
 
 - ``iid``: B (``vcov(glm)``), Wald z.
 - ``HC0``..``HC3``: ``sandwich::vcovHC`` on the glm, with its hat values h_i = w_i x_i' B x_i;
@@ -29,12 +34,14 @@ sandwiches of :mod:`estimators.sandwich` on (X~, r) are the GLM ones:
   OLS estimator's CR1).
   CR0, CR1 and CR1S use t(G - 1), as the OLS estimator.
 - ``CR2``: clubSandwich's ``vcovCR(type = "CR2")`` for a glm (Pustejovsky & Tipton 2018, JBES
-  36:672, with the working model Phi = diag V(mu) and inverse-variance weights): with
-  S_g = diag V(mu_g) and Ht_gg = X~_g B X~_g', G_g = S_g (I - Ht_gg) S_g and the adjusted score
+  36:672, with the working model Phi = diag V(mu) / m and inverse-variance weights, its
+  ``targetVariance.glm``): with S_g = diag V(mu_g) / m_g and Ht_gg = X~_g B X~_g',
+  G_g = S_g (I - Ht_gg) S_g and the adjusted score
   X~_g' A_g r_g, A_g = G_g^{-1/2} S_g (symmetric inverse square root); t with the
   Satterthwaite degrees of freedom of ``clubSandwich::coef_test``
   (:func:`estimators.sandwich.cr2_satterthwaite_df` on X~ with the adjustments A_g', the
-  residuals r having the identity as working covariance). For a constant V this is the OLS CR2.
+  residuals r having the identity as working covariance). For a constant V / m this is the OLS
+  CR2.
 """
 from __future__ import annotations
 
@@ -43,7 +50,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from estimators import families, sandwich
-from estimators.base import SharedDesignEstimator
+from estimators.base import TrialsEstimator
 from estimators.design import Design, InputError
 from estimators.params import require, require_one_of, require_positive, require_positive_int, require_probability
 from estimators.result import FitResult, Status, wald_inference_batch
@@ -55,18 +62,22 @@ SEPARATION_EPSILON = 1e-8
 
 
 class IRLSFit:
-    """An IRLS fit of every column of Y (n, R) on X (n, p): beta (R, p), the means, weights
-    and variance function (n, R) at beta, and which replicates converged (R,)."""
+    """An IRLS fit of every column of Y (n, R) on X (n, p) with prior weights M (n, R; None:
+    1): beta (R, p), the means, weights and variance function (n, R) at beta, and which
+    replicates converged (R,)."""
 
-    def __init__(self, family: str, link: str, X: np.ndarray, Y: np.ndarray, tol: float, max_iter: int):
-        mu = families.starting_mean(family, Y)
+    def __init__(self, family: str, link: str, X: np.ndarray, Y: np.ndarray, tol: float, max_iter: int,
+                 M: np.ndarray | None = None):
+        M = np.ones_like(Y) if M is None else M
+        self.prior_weights = M
+        mu = families.starting_mean(family, Y, M)
         eta = families.link_function(link, mu)
         R = Y.shape[1]
         beta = np.zeros((R, X.shape[1]))
         active = np.ones(R, dtype=bool)
         for _ in range(max_iter):
             d = families.mean_derivative(link, eta, mu)
-            w = d**2 / families.variance_function(family, mu)
+            w = M * d**2 / families.variance_function(family, mu)
             z = eta + (Y - mu) / d
             XtWX = np.einsum("ip,ir,iq->rpq", X, w, X)
             new_beta = np.linalg.solve(XtWX, np.einsum("ip,ir->rp", X, w * z)[:, :, None])[:, :, 0]
@@ -80,12 +91,13 @@ class IRLSFit:
         self.beta, self.mu, self.converged = beta, mu, ~active
         d = families.mean_derivative(link, eta, mu)
         self.variance = families.variance_function(family, mu)
-        self.weights = d**2 / self.variance
+        self.weights = M * d**2 / self.variance
 
 
 def clubsandwich_cr2_adjustments(Xw: np.ndarray, B: np.ndarray, variance: np.ndarray, clusters: np.ndarray,
                                  n_clusters: int) -> list[np.ndarray]:
-    """A_g = G_g^{-1/2} S_g, G_g = S_g (I - X~_g B X~_g') S_g, S_g = diag V(mu_g) (module docstring).
+    """A_g = G_g^{-1/2} S_g, G_g = S_g (I - X~_g B X~_g') S_g, S_g = diag ``variance``_g, the
+    working variances V(mu) / m (module docstring).
     Clusters of equal size are decomposed in one stacked ``eigh``."""
     members = [np.flatnonzero(clusters == g) for g in range(n_clusters)]
     adjustments: list[np.ndarray] = [np.empty(0)] * n_clusters
@@ -105,12 +117,14 @@ def clubsandwich_cr2_adjustments(Xw: np.ndarray, B: np.ndarray, variance: np.nda
     return adjustments
 
 
-class GLM(SharedDesignEstimator):
+class GLM(TrialsEstimator):
     """Logistic or Poisson regression of ``formula`` with the variance ``vcov`` (module docstring).
 
     Parameters
     ----------
-    formula : patsy formula, e.g. ``"y ~ X"``; the outcome is 0/1 (binomial) or a count (poisson).
+    formula : patsy formula, e.g. ``"y ~ X"``; the outcome is 0/1 or ``cbind(successes,
+        failures)`` (binomial; each side a column or an expression such as ``size - incidence``),
+        or a count (poisson). A two-column response is fitted frame by frame (TrialsEstimator).
     family : ``binomial`` or ``poisson``.
     link : ``logit`` or ``probit`` (binomial), ``log`` (poisson); None: the canonical link.
     vcov : ``iid``, ``HC0``..``HC3``, ``CR0``, ``CR1``, ``CR1S`` or ``CR2``.
@@ -132,6 +146,7 @@ class GLM(SharedDesignEstimator):
         self.alpha = alpha
         require_one_of(family, "family", families.FAMILIES)
         families.require_family_and_link(family, families.link_or_canonical(family, link))
+        self._require_trials_family()
         require_one_of(vcov, "vcov", GLM_VCOV_TYPES)
         require(not (vcov.startswith("CR") and not cluster), "cluster", f"vcov={vcov!r} needs the name of the cluster column")
         require_positive(tol, "tol")
@@ -142,13 +157,15 @@ class GLM(SharedDesignEstimator):
     def design_cluster(self) -> str | None:
         return self.cluster if self.vcov.startswith("CR") else None
 
-    def _fit_columns(self, design: Design, Y: np.ndarray) -> list[FitResult]:
-        problem = families.response_problem(self.family, Y)
+    def _fit_columns(self, design: Design, Y: np.ndarray, M: np.ndarray | None = None) -> list[FitResult]:
+        """Each column of Y (n, R) with prior weights M (None: a 0/1 or count column, checked here;
+        else proportions of M trials, checked by :func:`estimators.response.response`)."""
+        problem = families.response_problem(self.family, Y) if M is None else None
         if problem:
             raise InputError(f"column {design.outcome!r} {problem}")
         X = design.X
         design.derived("bread", lambda: sandwich.bread(X))  # refuses a rank-deficient design
-        fit = IRLSFit(self.family, families.link_or_canonical(self.family, self.link), X, Y, self.tol, self.max_iter)
+        fit = IRLSFit(self.family, families.link_or_canonical(self.family, self.link), X, Y, self.tol, self.max_iter, M)
         R, p = fit.beta.shape
         std_errors, df = np.empty((R, p)), np.empty((R, p))
         for r in range(R):
@@ -172,7 +189,7 @@ class GLM(SharedDesignEstimator):
         B = np.linalg.inv(Xw.T @ Xw)
         if self.vcov == "iid":
             return B, np.inf
-        pearson = ((Y[:, r] - fit.mu[:, r]) / np.sqrt(fit.variance[:, r]))[:, None]
+        pearson = (np.sqrt(fit.prior_weights[:, r]) * (Y[:, r] - fit.mu[:, r]) / np.sqrt(fit.variance[:, r]))[:, None]
         if self.vcov.startswith("HC"):
             return sandwich.vcov_hc(Xw, B, pearson, self.vcov)[0], np.inf
         clusters, G = design.clusters, design.n_clusters
@@ -182,7 +199,8 @@ class GLM(SharedDesignEstimator):
             return V * (G / (G - 1) if self.vcov == "CR1" else 1.0), float(G - 1)
         # The adjusted score is X~_g' A_g r_g = (A_g' X~_g)' r_g: the OLS functions, which take
         # symmetric adjustments W_g and use W_g X~_g, get A_g'.
-        transposed = [A.T for A in clubsandwich_cr2_adjustments(Xw, B, fit.variance[:, r], clusters, G)]
+        working_variance = fit.variance[:, r] / fit.prior_weights[:, r]
+        transposed = [A.T for A in clubsandwich_cr2_adjustments(Xw, B, working_variance, clusters, G)]
         adjusted = sandwich.adjusted_design(Xw, clusters, transposed)
         V = sandwich.vcov_cr(Xw, B, pearson, clusters, G, "CR2", adjusted, design.indicator)[0]
         return V, sandwich.cr2_satterthwaite_df(Xw, B, clusters, G, transposed)

@@ -3,7 +3,8 @@ maximum likelihood with the Laplace approximation or adaptive Gauss-Hermite quad
 lme4's ``glmer`` (Bates, Mächler, Bolker & Walker 2015, JSS 67(1), section 5).
 
 - :mod:`.family`      families and links: means, IRLS weights, -2 log-likelihoods
-- :mod:`.design`      the response (0/1, counts, cbind(successes, failures)) and the design
+- :mod:`.design`      the design, with the response (0/1, counts, cbind(successes, failures)) of
+                      :mod:`estimators.response`
 - :mod:`.pirls`       conditional modes by PIRLS and the Laplace deviance, batched
 - :mod:`.quadrature`  adaptive Gauss-Hermite quadrature for one scalar term
 - :mod:`.fit`         joint optimisation of (theta, beta), covariance, flags

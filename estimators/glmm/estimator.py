@@ -21,7 +21,6 @@ import pandas as pd
 from estimators.base import Estimator
 from estimators.batch import stack_outcomes
 from estimators.design import InputError
-from estimators.glmm.design import cbind_parts, response
 from estimators.families import FAMILIES, LINKS_OF_FAMILY, link_or_canonical
 from estimators.glmm.family import Family
 from estimators.glmm.fit import GLMMFit, GLMMModel
@@ -29,6 +28,7 @@ from estimators.lmm.estimator import fit_status
 from estimators.lmm.formula import parse_formula
 from estimators.lmm.lrt import chi2_sf
 from estimators.params import InvalidParameter, require, require_one_of, require_positive_int, require_probability
+from estimators.response import cbind_parts, require_cbind_binomial, response
 from estimators.result import FitResult, t_test
 
 Inference = Literal["wald_z", "lrt"]
@@ -64,8 +64,7 @@ class GLMM(Estimator):
             require_one_of(link, "link", LINKS_OF_FAMILY[family])
         try:
             parsed = parse_formula(formula)
-            if cbind_parts(parsed.outcome) is not None and family != "binomial":
-                raise InputError(f"cbind(successes, failures) is a binomial response, not {family}")
+            require_cbind_binomial(parsed.outcome, family)
         except InputError as error:
             raise InvalidParameter("formula", str(error)) from None
         require_positive_int(nAGQ, "nAGQ")
@@ -116,7 +115,7 @@ class GLMM(Estimator):
                              "pass proportions Y and trials M")
         if M is None:
             for r in range(Y.shape[1]):
-                response(parsed, pd.DataFrame({parsed.outcome: Y[:, r]}), self.family)
+                response(parsed.outcome, pd.DataFrame({parsed.outcome: Y[:, r]}), self.family)
         model, _, _ = self.model(design_frame.assign(**{parsed.outcome: Y[:, 0]}))
         return self._results(model, Y, np.ones_like(Y) if M is None else np.asarray(M, dtype=float))
 

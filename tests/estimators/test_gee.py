@@ -1,5 +1,6 @@
-"""GEE (estimators/gee.py) beyond the geepack fixture: the Mancl-DeRouen and naive variances,
-the iteration's convergence status, and the vectorised batch path."""
+"""GEE (estimators/gee.py): the gaussian family's robust, Mancl-DeRouen and naive variances,
+the iteration's convergence status and the vectorised batch path; the binomial and Poisson
+families against geepack; the two-column binomial response cbind(k, n - k) on lme4's cbpp."""
 from __future__ import annotations
 
 import warnings
@@ -14,6 +15,7 @@ import statsmodels.formula.api as smf
 import estimators
 from estimators.gee import GEE
 from helpers import REFERENCE
+from helpers.trials import CBPP, CBPP_FORMULA, bernoulli_rows
 
 UNBALANCED = pd.read_csv(REFERENCE / "data" / "unbalanced.csv")
 OLS_R = pd.read_csv(REFERENCE / "ols_family.csv")
@@ -129,3 +131,71 @@ def test_family_batch_equals_single_fits():
             single = estimator.fit(frame)
             np.testing.assert_allclose(result.estimate, single.estimate, rtol=1e-10)
             np.testing.assert_allclose(result.std_error, single.std_error, rtol=1e-10)
+
+
+# --- the two-column binomial response cbind(successes, failures) --------------------------------
+
+
+
+@pytest.mark.parametrize("variance", ["robust", "naive", "mancl_derouen"])
+@pytest.mark.parametrize("correlation", ["independence", "exchangeable"])
+def test_cbind_gee_matches_geepack(correlation, variance):
+    """geeglm(cbind(incidence, size - incidence) ~ period, id = herd, binomial) on lme4's cbpp:
+    geepack's prior weights (the trials) in the estimating equations and its weighted scale and
+    exchangeable moment estimators (estimators/gee.py), to 1e-6 relative as above."""
+    expected = GEE_R[(GEE_R.dataset == "cbpp") & (GEE_R.correlation == correlation) & (GEE_R.variance == variance)]
+    result = GEE(CBPP_FORMULA, "herd", correlation, variance, tol=1e-12, max_iter=200, family="binomial").fit(CBPP)
+    assert result.status == estimators.Status.ok and len(result.terms) == len(expected) == 4
+    np.testing.assert_allclose(result.estimate, expected.estimate, rtol=1e-6)
+    np.testing.assert_allclose(result.std_error, expected.std_error, rtol=1e-6)
+
+
+def test_cbind_gee_under_independence_is_the_gee_of_its_bernoulli_rows():
+    """Under independence beta and the robust variance are those of the trials expanded into 0/1
+    rows; the naive variance is not (geepack's scale is weighted by the trials: module docstring)."""
+    rows = bernoulli_rows(CBPP)
+    for variance, same in (("robust", True), ("naive", False)):
+        grouped = GEE(CBPP_FORMULA, "herd", variance=variance, tol=1e-12, family="binomial").fit(CBPP)
+        expanded = GEE("y ~ C(period)", "herd", variance=variance, tol=1e-12, family="binomial").fit(rows)
+        np.testing.assert_allclose(grouped.estimate, expanded.estimate, rtol=1e-9)
+        assert np.allclose(grouped.std_error, expanded.std_error, rtol=1e-9) is same
+
+
+def test_cbind_of_single_trials_is_the_binary_gee():
+    data = pd.read_csv(GLM_REFERENCE / "data" / "binary_clustered.csv")
+    for variance in ("robust", "naive", "mancl_derouen"):
+        binary = GEE("y ~ X + z", "subject", "exchangeable", variance, family="binomial").fit(data)
+        trials = GEE("cbind(y, 1 - y) ~ X + z", "subject", "exchangeable", variance, family="binomial").fit(data)
+        np.testing.assert_allclose(trials.estimate, binary.estimate, rtol=1e-12)
+        np.testing.assert_allclose(trials.std_error, binary.std_error, rtol=1e-12)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.assign(incidence=d.incidence.where(d.index != 5, -2)), "^response column 'incidence' must be non-negative"),
+    (lambda d: d.assign(incidence=d.incidence.where(d.index != 5, 40)),
+     r"^response column 'size - incidence' is negative: successes exceed the trials"),
+    (lambda d: d.assign(size=d["size"].where(d.index != 5, 0), incidence=d.incidence.where(d.index != 5, 0)),
+     r"^response cbind\(incidence, size - incidence\) has rows with no trials \(row 5\)"),
+])
+def test_cbind_gee_refuses_bad_trials_in_one_line_naming_the_column(change, message):
+    with pytest.raises(estimators.design.InputError, match=message) as error:
+        GEE(CBPP_FORMULA, "herd", "exchangeable", family="binomial").fit(change(CBPP))
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("family", ["poisson", "gaussian"])
+def test_cbind_gee_of_another_family_is_refused_when_built(family):
+    with pytest.raises(ValueError, match=rf"^formula: outcome 'cbind\(k, f\)': cbind\(successes, failures\) is a "
+                                         rf"binomial response, not {family}$"):
+        GEE("cbind(k, f) ~ X", family=family)
+
+
+def test_cbind_gee_batch_of_frames_equals_single_fits():
+    dgp = __import__("sims").build("clustered_binary", n_subjects=8, n_trials=4, binomial_size=5)
+    frames = dgp.generate_chunk([np.random.default_rng(s) for s in range(4)])
+    estimator = estimators.build("gee_logit_exch", formula="cbind(successes, failures) ~ X")
+    for frame, result in zip(frames, estimator.fit_batch(frames)):
+        single = estimator.fit(frame)
+        assert result.status == estimators.Status.ok
+        np.testing.assert_array_equal(result.estimate, single.estimate)
+        np.testing.assert_array_equal(result.std_error, single.std_error)

@@ -2,8 +2,11 @@
 (tests/reference_glm/make_references.R): vcov(glm), sandwich::vcovHC (HC0-HC3),
 sandwich::vcovCL (CR0: type HC0 without cadjust; CR1: its glm default; CR1S: type HC1) to
 1e-8 relative, and clubSandwich::coef_test(vcov = "CR2") with Satterthwaite df; then the
-input checks and the batched path."""
+input checks and the batched path; then the same for the two-column response cbind(k, n - k)
+on lme4's cbpp."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -15,6 +18,7 @@ from estimators.design import InputError
 from estimators.glm import GLM
 from estimators.params import InvalidParameter
 from helpers import TESTS
+from helpers.trials import CBPP, CBPP_FORMULA, bernoulli_rows
 
 REFERENCE = TESTS / "reference_glm"
 GLM_R = pd.read_csv(REFERENCE / "glm.csv")
@@ -90,3 +94,93 @@ def test_link_defaults_to_the_canonical_one():
         default, explicit = (GLM("y ~ X + z", family, *given).fit(DATA[dataset]) for given in ((), (link,)))
         np.testing.assert_array_equal(default.estimate, explicit.estimate)
         np.testing.assert_array_equal(default.std_error, explicit.std_error)
+
+
+# --- the two-column binomial response cbind(successes, failures) --------------------------------
+
+
+
+@pytest.mark.parametrize("model", ["iid", "HC0", "HC1", "HC2", "HC3", "CR0", "CR1", "CR1S", "CR2"])
+@pytest.mark.parametrize("link", ["logit", "probit"])
+def test_cbind_glm_matches_r(link, model):
+    """glm(cbind(incidence, size - incidence) ~ period, binomial) on lme4's cbpp, clustered by
+    herd, with every sandwich of the R script (prior weights = trials)."""
+    expected = GLM_R[(GLM_R.dataset == f"cbpp_{link}") & (GLM_R.model == model)]
+    result = GLM(CBPP_FORMULA, "binomial", link, vcov=model, cluster="herd", tol=1e-13).fit(CBPP)
+    assert result.status == estimators.Status.ok and len(result.terms) == len(expected) == 4
+    np.testing.assert_allclose(result.estimate, expected.estimate, rtol=RTOL)
+    np.testing.assert_allclose(result.std_error, expected.std_error, rtol=RTOL)
+    np.testing.assert_allclose(result.df, expected.df.astype(float), rtol=1e-6 if model == "CR2" else 0)
+
+
+@pytest.mark.parametrize("model", ["iid", "HC2", "CR1S", "CR2"])
+def test_cbind_of_single_trials_is_the_binary_fit(model):
+    data = DATA["binary_clustered"]
+    binary = GLM("y ~ X + z", vcov=model, cluster="subject").fit(data)
+    trials = GLM("cbind(y, 1 - y) ~ X + z", vcov=model, cluster="subject").fit(data)
+    assert trials.terms == binary.terms
+    for column in ("estimate", "std_error", "df"):
+        np.testing.assert_allclose(getattr(trials, column), getattr(binary, column), rtol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["iid", "CR0", "CR1"])
+def test_cbind_equals_its_trials_as_bernoulli_rows(model):
+    """Coefficients, model-based and cluster sandwiches depend on the trials only through their
+    sums per row and per cluster (HC and CR1S count rows, CR2 adjusts per row: they differ)."""
+    grouped = GLM(CBPP_FORMULA, vcov=model, cluster="herd", tol=1e-13).fit(CBPP)
+    expanded = GLM("y ~ C(period)", vcov=model, cluster="herd", tol=1e-13).fit(bernoulli_rows(CBPP))
+    np.testing.assert_allclose(grouped.estimate, expanded.estimate, rtol=1e-10)
+    np.testing.assert_allclose(grouped.std_error, expanded.std_error, rtol=1e-10)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.assign(incidence=d.incidence.where(d.index != 3, -1)), "^response column 'incidence' must be non-negative"),
+    (lambda d: d.assign(incidence=d.incidence.where(d.index != 3, 99)),
+     r"^response column 'size - incidence' is negative: successes exceed the trials"),
+    (lambda d: d.assign(size=d["size"].where(d.index != 3, 0), incidence=d.incidence.where(d.index != 3, 0)),
+     r"^response cbind\(incidence, size - incidence\) has rows with no trials \(row 3\)"),
+    (lambda d: d.assign(incidence=d.incidence + 0.5), "^response column 'incidence' must hold integer counts"),
+    (lambda d: d.drop(columns="size"), "^response 'size - incidence' is not a column of the data"),
+])
+def test_bad_trials_are_refused_in_one_line_naming_the_column(change, message):
+    with pytest.raises(InputError, match=message) as error:
+        GLM(CBPP_FORMULA, vcov="CR1", cluster="herd").fit(change(CBPP))
+    assert "\n" not in str(error.value)
+
+
+def test_cbind_for_poisson_is_refused_when_built():
+    with pytest.raises(InvalidParameter, match=r"^formula: outcome 'cbind\(k, f\)': cbind\(successes, failures\) is a "
+                                               "binomial response, not poisson$"):
+        GLM("cbind(k, f) ~ X", "poisson")
+
+
+def test_cbind_batch_of_frames_equals_single_fits():
+    """A k-of-n DGP's frames are fitted one by one (the two columns change between replicates)."""
+    dgp = sims.build("clustered_binary", n_subjects=8, n_trials=4, binomial_size=5)
+    frames = dgp.generate_chunk([np.random.default_rng(s) for s in range(4)])
+    estimator = estimators.build("logit_glm_cr2", formula="cbind(successes, failures) ~ X")
+    for frame, result in zip(frames, estimator.fit_batch(frames)):
+        single = estimator.fit(frame)
+        np.testing.assert_array_equal(result.estimate, single.estimate)
+        np.testing.assert_array_equal(result.std_error, single.std_error)
+        assert result.status == estimators.Status.ok
+
+
+def test_the_cbind_example_of_docs_binary_runs_as_printed(monkeypatch, capsys):
+    text = (TESTS.parent / "docs" / "binary.md").read_text()
+    example = re.search(r"^```python\n(.*?cbind\(incidence.*?)^```", text, flags=re.MULTILINE | re.DOTALL).group(1)
+    monkeypatch.chdir(TESTS.parent)
+    namespace: dict = {}
+    exec(compile(example, "docs/binary.md", "exec"), namespace)
+    glm, gee = namespace["glm"], namespace["gee"]
+    # the values its comments print, to their digits
+    assert (round(glm.estimate[0], 3), round(glm.std_error[0], 3), round(glm.df[0], 1)) == (-1.269, 0.287, 12.5)
+    assert (round(gee.estimate[0], 3), round(gee.std_error[0], 3)) == (-1.270, 0.276)
+    assert "Intercept" in capsys.readouterr().out
+
+
+def test_cbind_on_frames_of_one_outcome_column_names_the_missing_column():
+    """A fixed-design chunk (one outcome column, SharedDesignFrames) has no successes column."""
+    frames = sims.build("clustered_binary", n_subjects=6, n_trials=4).generate_chunk([np.random.default_rng(s) for s in range(3)])
+    with pytest.raises(InputError, match=r"^response 'successes' is not a column of the data .*\(columns: y, X, subject\)$"):
+        GLM("cbind(successes, failures) ~ X").fit_batch(frames)

@@ -1,5 +1,7 @@
 # Reference results for the GLM, GEE and proportion-ANOVA estimators on binary and count data.
-# Simulates the datasets in data/ (seeded) and writes glm.csv, gee.csv and anova_proportions.csv.
+# Simulates the datasets in data/ (seeded) and writes glm.csv, gee.csv and anova_proportions.csv;
+# the two-column binomial response cbind(k, n - k) is fitted on lme4's cbpp (k of n cattle per
+# herd and period, clusters = herds), the copy in tests/reference_glmm/data/cbpp.csv.
 # Run from the repository root:  Rscript tests/reference_glm/make_references.R
 suppressPackageStartupMessages({
   library(sandwich); library(clubSandwich); library(geepack)
@@ -37,6 +39,10 @@ crossed$y <- rbinom(nrow(crossed), 1, plogis(0.8 + 0.7 * crossed$condition + S[c
 crossed <- crossed[, c("y", "condition", "subject", "item", "list")]
 write.csv(crossed, file.path(out, "data", "crossed_accuracy.csv"), row.names = FALSE)
 
+cbpp <- read.csv("tests/reference_glmm/data/cbpp.csv")
+cbpp$period <- factor(cbpp$period)
+stopifnot(nrow(cbpp) == 56, !is.unsorted(cbpp$herd))  # geeglm takes clusters as contiguous rows
+
 # --- GLM: vcov, vcovHC, vcovCL, clubSandwich CR2 -----------------------------------------------
 rows <- list()
 add <- function(dataset, model, est, se, df) {
@@ -47,48 +53,55 @@ tight <- glm.control(epsilon = 1e-14, maxit = 100)
 # glm stops on the deviance, which leaves the coefficients about sqrt(epsilon) from the optimum
 # when Fisher scoring converges linearly (non-canonical links), and keeps the bread of the
 # next-to-last step: single further steps from the previous estimate converge to machine precision.
-converged_glm <- function(family, data) {
-  fit <- glm(y ~ X + z, family, data, control = tight)
-  for (step in 1:100) fit <- suppressWarnings(glm(y ~ X + z, family, data, start = coef(fit),
+converged_glm <- function(family, data, formula = y ~ X + z) {
+  fit <- glm(formula, family, data, control = tight)
+  for (step in 1:100) fit <- suppressWarnings(glm(formula, family, data, start = coef(fit),
                                                    control = glm.control(maxit = 1)))
   fit
 }
+# cbind(k, n - k): proportions k/n with prior weights n, every sandwich as for any weighted glm
+trials <- cbind(incidence, size - incidence) ~ period
 fits <- list(
-  binary_logit = list(data = binary, fit = converged_glm(binomial("logit"), binary)),
-  binary_probit = list(data = binary, fit = converged_glm(binomial("probit"), binary)),
-  counts_log = list(data = counts, fit = converged_glm(poisson("log"), counts))
+  binary_logit = list(data = binary, fit = converged_glm(binomial("logit"), binary), cluster = "subject"),
+  binary_probit = list(data = binary, fit = converged_glm(binomial("probit"), binary), cluster = "subject"),
+  counts_log = list(data = counts, fit = converged_glm(poisson("log"), counts), cluster = "subject"),
+  cbpp_logit = list(data = cbpp, fit = converged_glm(binomial("logit"), cbpp, trials), cluster = "herd"),
+  cbpp_probit = list(data = cbpp, fit = converged_glm(binomial("probit"), cbpp, trials), cluster = "herd")
 )
+stopifnot(all.equal(weights(fits$cbpp_logit$fit, "prior"), cbpp$size, check.attributes = FALSE))
 for (name in names(fits)) {
   fit <- fits[[name]]$fit; data <- fits[[name]]$data
-  b <- coef(fit); G <- length(unique(data$subject))
+  cluster <- data[[fits[[name]]$cluster]]; by <- reformulate(fits[[name]]$cluster)
+  b <- coef(fit); G <- length(unique(cluster))
   names(b)[1] <- "Intercept"
   se <- function(V) sqrt(diag(V))
   add(name, "iid", b, se(vcov(fit)), Inf)
   for (type in c("HC0", "HC1", "HC2", "HC3")) add(name, type, b, se(vcovHC(fit, type = type)), Inf)
   # vcovCL's default type is HC1 for lm objects only and HC0 otherwise, so for a glm its default
   # is G/(G-1) alone (cadjust); type = "HC1" adds (n-1)/(n-p): CR1S here.
-  add(name, "CR0", b, se(vcovCL(fit, cluster = ~subject, type = "HC0", cadjust = FALSE)), G - 1)
-  add(name, "CR1", b, se(vcovCL(fit, cluster = ~subject)), G - 1)
-  add(name, "CR1S", b, se(vcovCL(fit, cluster = ~subject, type = "HC1")), G - 1)
-  cr2 <- coef_test(fit, vcov = "CR2", cluster = data$subject, test = "Satterthwaite")
+  add(name, "CR0", b, se(vcovCL(fit, cluster = by, type = "HC0", cadjust = FALSE)), G - 1)
+  add(name, "CR1", b, se(vcovCL(fit, cluster = by)), G - 1)
+  add(name, "CR1S", b, se(vcovCL(fit, cluster = by, type = "HC1")), G - 1)
+  cr2 <- coef_test(fit, vcov = "CR2", cluster = cluster, test = "Satterthwaite")
   add(name, "CR2", b, cr2$SE, cr2$df_Satt)
   # cross-checks: clubSandwich's CR1 and CR1S equal sandwich's vcovCL with types HC0 and HC1
   same <- function(a, b) isTRUE(all.equal(unname(as.matrix(a)), unname(as.matrix(b)), tolerance = 1e-10))
-  stopifnot(same(vcovCR(fit, cluster = data$subject, type = "CR1"), vcovCL(fit, cluster = ~subject)),
-            same(vcovCR(fit, cluster = data$subject, type = "CR1S"), vcovCL(fit, cluster = ~subject, type = "HC1")))
+  stopifnot(same(vcovCR(fit, cluster = cluster, type = "CR1"), vcovCL(fit, cluster = by)),
+            same(vcovCR(fit, cluster = cluster, type = "CR1S"), vcovCL(fit, cluster = by, type = "HC1")))
 }
 write.csv(do.call(rbind, rows), file.path(out, "glm.csv"), row.names = FALSE)
 
 # --- GEE: geepack, and Mancl-DeRouen by hand ---------------------------------------------------
 # Bias-corrected sandwich (Mancl & DeRouen 2001): with D_g = diag(dmu/deta) X_g,
-# V_g = phi A_g^1/2 R_g A_g^1/2 and H_g = D_g (sum D'V^-1 D)^-1 D_g' V_g^-1,
+# V_g = phi A_g^1/2 R_g A_g^1/2 (A_g = diag V(mu_g) / w_g, w the prior weights, the trials of a
+# cbind response) and H_g = D_g (sum D'V^-1 D)^-1 D_g' V_g^-1,
 #   V_MD = M (sum_g D_g' V_g^-1 (I - H_g)^-1 e_g e_g' (I - H_g)^-T V_g^-1 D_g) M,  M = (sum D'V^-1 D)^-1.
-mancl_derouen <- function(fit, data, family) {
+mancl_derouen <- function(fit, family) {
   Xm <- model.matrix(fit); eta <- fit$linear.predictors; mu <- fitted(fit)
-  d <- family$mu.eta(eta); v <- family$variance(mu)
+  d <- family$mu.eta(eta); v <- family$variance(mu) / fit$weights
   phi <- fit$geese$gamma; a <- if (length(fit$geese$alpha)) fit$geese$alpha else 0
-  e <- data$y - mu
-  blocks <- lapply(split(seq_len(nrow(data)), data$subject), function(i) {
+  e <- fit$y - mu
+  blocks <- lapply(split(seq_along(e), fit$id), function(i) {
     n <- length(i); R <- matrix(a, n, n); diag(R) <- 1
     V <- phi * diag(sqrt(v[i]), n) %*% R %*% diag(sqrt(v[i]), n)
     list(D = d[i] * Xm[i, , drop = FALSE], Vinv = solve(V), e = e[i])
@@ -102,25 +115,28 @@ mancl_derouen <- function(fit, data, family) {
   M %*% meat %*% M
 }
 rows <- list()
-for (case in list(list("binary_clustered", binary, binomial("logit")), list("counts_clustered", counts, poisson("log")))) {
-  data <- case[[2]]; family <- case[[3]]
+for (case in list(list("binary_clustered", binary, binomial("logit"), y ~ X + z, "subject"),
+                  list("counts_clustered", counts, poisson("log"), y ~ X + z, "subject"),
+                  list("cbpp", cbpp, binomial("logit"), trials, "herd"))) {
+  data <- case[[2]]; family <- case[[3]]; formula <- case[[4]]; data$id <- data[[case[[5]]]]
   for (corstr in c("independence", "exchangeable")) {
-    fit <- geeglm(y ~ X + z, id = subject, data = data, family = family, corstr = corstr,
+    fit <- geeglm(formula, id = id, data = data, family = family, corstr = corstr,
                   control = geese.control(epsilon = 1e-12, maxit = 200))
+    stopifnot(isTRUE(all.equal(unname(fit$weights), if (case[[1]] == "cbpp") data$size else rep(1, nrow(data)))))
     b <- coef(fit); names(b)[1] <- "Intercept"
     alpha <- if (length(fit$geese$alpha)) unname(fit$geese$alpha) else 0
     for (variance in c("robust", "naive", "mancl_derouen")) {
       V <- switch(variance, robust = fit$geese$vbeta, naive = fit$geese$vbeta.naiv,
-                  mancl_derouen = mancl_derouen(fit, data, family))
+                  mancl_derouen = mancl_derouen(fit, family))
       rows[[length(rows) + 1]] <- data.frame(dataset = case[[1]], family = family$family, correlation = corstr,
                                              variance = variance, term = names(b), estimate = unname(b),
                                              std_error = sqrt(diag(V)), scale = fit$geese$gamma, alpha = alpha)
     }
     # under independence the Mancl-DeRouen sandwich of a GLM is clubSandwich's CR3 (cross-check)
     if (corstr == "independence") {
-      g <- converged_glm(family, data)
-      stopifnot(isTRUE(all.equal(unname(as.matrix(vcovCR(g, cluster = data$subject, type = "CR3"))),
-                                 unname(mancl_derouen(fit, data, family)), tolerance = 1e-6)))
+      g <- converged_glm(family, data, formula)
+      stopifnot(isTRUE(all.equal(unname(as.matrix(vcovCR(g, cluster = data$id, type = "CR3"))),
+                                 unname(mancl_derouen(fit, family)), tolerance = 1e-6)))
     }
   }
 }
