@@ -82,3 +82,13 @@ def test_missing_outcome_in_the_matrix_is_an_input_error():
     for preset in ("ols_cr1", "lmm"):
         with pytest.raises(InputError, match="'y'"):
             estimators.build(preset).fit_batch(chunk)
+
+
+def test_fingerprints_tell_label_columns_apart():
+    def fingerprint(values):
+        return frame_fingerprint(pd.DataFrame({"g": pd.Series(values, dtype=object)}))
+    labels = ["ab", "c", "d"]
+    assert fingerprint(labels) == fingerprint(list(labels))
+    different = [["a", "bc", "d"], ["ab", "c", "e"], ["c", "ab", "d"], ["ab", "c", 4], ["ab", "c", None]]
+    prints = {fingerprint(values) for values in different} | {fingerprint(labels)}
+    assert len(prints) == len(different) + 1
