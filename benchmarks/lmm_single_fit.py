@@ -57,7 +57,9 @@ import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The project root instead of this folder, whose glmm.py (the GLMM benchmark) would shadow the
+# PyPI package glmm.
+sys.path = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
 import sims  # noqa: E402
 from estimators.lmm import LMM  # noqa: E402

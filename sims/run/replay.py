@@ -10,6 +10,7 @@ refit reproduces the stored numbers bit for bit (the command says whether it doe
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from estimators.result import Status
 from estimators.presets import ConfigError
 from sims.run.runner import fit_one
 from sims.run.seeding import data_rng, estimator_rng
+from sims.run.store import differing_keys, provenance, provenance_hash
 from analysis.schema import RESULTS
 from sims.run.study import Study, validate
 
@@ -50,6 +52,13 @@ def replay(run_dir: Path, rep: int, cell: list[str] = (), estimators: list[str] 
     # The stored config is YAML text anyone may have handed over with the store.
     bounded_yaml.check_text(stored.attrs["config"], f"{Path(run_dir) / RESULTS} (attribute config)")
     study = validate(OmegaConf.create(stored.attrs["config"]))
+    record = provenance(study)
+    if stored.attrs.get("provenance_hash") != provenance_hash(record):
+        # The config is the stored one, so what differs is an input the DGP reads (a pilot file).
+        keys = differing_keys(json.loads(stored.attrs.get("provenance", "{}")), record)
+        raise ConfigError(keys[0] if keys else "config",
+                          f"differs from what the run used (differing keys: {', '.join(keys) or 'unknown'}): a DGP "
+                          "input such as a pilot data file changed since, so the replicate cannot be regenerated")
     if not 0 <= rep < stored.sizes["rep"]:
         raise ConfigError("--rep", f"must be in 0..{stored.sizes['rep'] - 1}, got {rep}")
     coords = _parse_cell(list(cell), study)

@@ -22,6 +22,7 @@ from estimators.presets import ConfigError
 from sims.api import compose, run_study
 from sims.dgp.base import InvalidParameter
 from sims.dgp.fitted import FittedDGP, data_path
+from sims.run.replay import replay
 from sims.run.rundir import run_in_directory
 from sims.run.study import validate
 import analysis
@@ -255,6 +256,8 @@ def test_a_changed_data_file_is_refused_on_resume(tmp_path):
     frame.to_csv(data, index=False)
     with pytest.raises(ConfigError, match=r"^dgp\.data_sha256: differs from the config of the results"):
         run_in_directory(validate(compose(overrides)), run_dir)
+    with pytest.raises(ConfigError, match=r"^dgp\.data_sha256: differs from what the run used .* pilot data file"):
+        replay(run_dir, 3)
 
 
 # --- bad input: one line naming the key, before any simulation ------------------------------
