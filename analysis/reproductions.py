@@ -110,9 +110,10 @@ REPRODUCTIONS = (
          "logit_glm": "logistic GLM", "logit_glm_cr1": "logistic GLM, CR1 by subject",
          "logit_glm_cr2": "logistic GLM, CR2 by subject", "gee_exch": "GEE exch. by subject",
          "gee_exch_md": "GEE exch. by subject, Mancl-DeRouen",
-         "glmm_ri": "GLMM (1|subject) + (1|item)", "glmm_max": "GLMM (1 + c|subject) + (1|item)"},
+         "glmm_ri": "GLMM (1|subject) + (1|item)", "glmm_max": "GLMM (1 + c|subject) + (1|item)",
+         "glmm_max_lrt": "GLMM (1 + c|subject) + (1|item), LRT"},
         figure_estimators=("f1", "f1_elogit", "minf", "logit_glm", "logit_glm_cr2", "gee_exch_md", "glmm_ri",
-                           "glmm_max")),
+                           "glmm_max", "glmm_max_lrt")),
 )
 BY_NAME = {r.name: r for r in REPRODUCTIONS}
 
