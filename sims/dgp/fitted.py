@@ -58,10 +58,10 @@ on resume like a changed config. ``data`` may name a data set shipped with clust
 ``builtin:<name>`` (``builtin:sleepstudy``, lme4's ``sleepstudy``; ``builtin:verbagg``, lme4's
 ``VerbAgg``, binary: ``sims/dgp/data/``); a relative path is relative to the current directory.
 
-Columns: the formula's outcome (float, also 0/1 and counts) first, then the data's other columns in their order
-(those the formula does not name are copied along with their rows, e.g. a list column for
-another estimator's model). Truth: the fitted (or overridden) fixed effects, by term name (on the link scale, conditional on
-the random effects, for binomial and Poisson).
+Columns: the formula's outcome (float, also for 0/1 and counts) first, then the data's other
+columns in their order (those the formula does not name are copied along with their rows, e.g.
+a list column for another estimator's model). Truth: the fitted (or overridden) fixed effects, by term name
+(for binomial and Poisson on the link scale, conditional on the random effects).
 """
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def pilot_fit(data: str, formula: str, reml: bool, family: str = GAUSSIAN, link:
     path = data_path(data)
     content = path.read_bytes()
     sha256 = hashlib.sha256(content).hexdigest()
-    key = (sha256, formula, reml, family, link) if family == GAUSSIAN else (sha256, formula, None, family, link)
+    key = (sha256, formula, reml if family == GAUSSIAN else None, family, link)  # a GLMM is always ML
     if key not in _PILOTS:
         _PILOTS[key] = _fit_pilot(_read_table(path, content), sha256, formula, reml, family, link)
         while len(_PILOTS) > CACHE_SIZE:
@@ -454,8 +454,8 @@ class FittedDGP(DGP):
         else:
             if self.link is not None:
                 require_family_and_link(self.family, self.link)
-            require(self.sigma is None, "sigma",
-                    f"has no meaning for family {self.family} (the family sets the variance from the mean); leave it null, got {self.sigma!r}")
+            require(self.sigma is None, "sigma", f"has no meaning for family {self.family} "
+                                                 f"(the family sets the variance from the mean); leave it null, got {self.sigma!r}")
         link = None if self.family == GAUSSIAN else link_or_canonical(self.family, self.link)
         pilot = pilot_fit(self.data, self.formula, bool(self.reml), self.family, link)
         if pilot.fit.singular and not self.allow_singular:

@@ -436,7 +436,7 @@ def documented_commands() -> list[list[str]]:
 
 def test_the_documented_commands_build_their_studies():
     commands = documented_commands()
-    assert len(commands) == 3
+    assert len(commands) == 4
     for overrides in commands:
         study = validate(compose(overrides))
         assert type(study.cells[0].dgp) is FittedDGP
