@@ -1,23 +1,31 @@
-"""Parametric replicates of a linear mixed model fitted to pilot data: simr's ``powerSim``,
-``extend`` and ``fixef<-`` (Green & MacLeod 2016, Methods Ecol. Evol. 7:493).
+"""Parametric replicates of a (generalised) linear mixed model fitted to pilot data: simr's
+``powerSim``, ``extend`` and ``fixef<-`` (Green & MacLeod 2016, Methods Ecol. Evol. 7:493).
 
 The pilot data ``data`` (a CSV or Parquet file) are fitted once with the lme4 formula
-``formula`` by clustersim's engine (:class:`estimators.lmm.LMM`, REML or ML). Each replicate
-then draws, on the pilot's design or an extension of it,
+``formula`` by clustersim's engine: for ``family: gaussian`` (the default) the linear mixed
+model (:class:`estimators.lmm.LMM`, REML or ML), and each replicate draws, on the pilot's design
+or an extension of it,
 
-    y = X beta + sum_t Z_t b_t + e,   b_tj ~ N(0, Sigma_t) for each level j of term t,
-    e ~ N(0, sigma^2 I),
+    eta = X beta + sum_t Z_t b_t,   b_tj ~ N(0, Sigma_t) for each level j of term t,
+    y = eta + e,   e ~ N(0, sigma^2 I),
 
-new random effects for every level of every random term and new residuals, with beta, the
-covariances Sigma_t (lme4's ``VarCorr``) and sigma taken from the pilot fit, except where
-overridden on the model's own scale:
+new random effects for every level of every random term and new residuals. For ``family:
+binomial`` or ``poisson`` the pilot is fitted by maximum likelihood (Laplace) as lme4's
+``glmer`` (:class:`estimators.glmm.GLMM`, ``link`` logit or probit, log; null: the canonical
+link), and each replicate draws the same eta and, row by row,
+
+    y ~ Bernoulli(g^{-1}(eta))  (binomial: 0/1, one row per trial),   y ~ Poisson(exp(eta)),
+
+as the other binary and count DGPs do (:func:`estimators.families.inverse_link`). beta, the
+covariances Sigma_t (lme4's ``VarCorr``) and sigma are taken from the pilot fit, except where
+overridden on the model's own (link) scale:
 
 - ``fixed``: term -> value, by the engine's term names (``Intercept``, ``Days``,
   ``condition[T.b]``); ``{Days: 0}`` for Type I error, a smallest effect of interest for power.
 - ``sd``: group -> {effect: SD}, e.g. ``{Subject: {Days: 3.0}}``; correlations are kept.
 - ``cor``: group -> {effect: {other effect: correlation}}, or group -> correlation for a term
   with two effects (``{Subject: 0.3}``).
-- ``sigma``: the residual SD.
+- ``sigma``: the residual SD (gaussian only; a binomial or Poisson model has none).
 
 Groups and effects are named as :meth:`estimators.lmm.MixedFit.varcorr` lists them (the
 grouping factor, ``a:b`` for an interaction; the effect's patsy column name, ``Intercept``).
@@ -41,16 +49,19 @@ of each Z_t, is the copied pilot row's (patsy transforms such as ``center(x)`` k
 values).
 
 The data's rows with a missing value in a column the formula names are dropped (lme4's
-``na.omit``), then the other columns that still have missing values. A file is read once per content: it is fitted once per process for each
-(SHA-256 of the file, formula, reml); its SHA-256 is the DGP's :meth:`provenance`, which the
+``na.omit``), then the other columns that still have missing values. A binomial pilot outcome
+must be 0/1 (``cbind(successes, failures)`` is refused: one row per trial), a Poisson one a
+count. A file is read once per content: it is fitted once per process for each (SHA-256 of the
+file, formula, reml, family, link); its SHA-256 is the DGP's :meth:`provenance`, which the
 results store records with the config (``dgp.data_sha256``), so that a changed file is refused
 on resume like a changed config. ``data`` may name a data set shipped with clustersim as
-``builtin:<name>`` (``builtin:sleepstudy``, lme4's ``sleepstudy``: ``sims/dgp/data/``); a
-relative path is relative to the current directory.
+``builtin:<name>`` (``builtin:sleepstudy``, lme4's ``sleepstudy``; ``builtin:verbagg``, lme4's
+``VerbAgg``, binary: ``sims/dgp/data/``); a relative path is relative to the current directory.
 
-Columns: the formula's outcome (float) first, then the data's other columns in their order
-(those the formula does not name are copied along with their rows, e.g. a list column for
-another estimator's model). Truth: the fitted (or overridden) fixed effects, by term name.
+Columns: the formula's outcome (float, also for 0/1 and counts) first, then the data's other
+columns in their order (those the formula does not name are copied along with their rows, e.g.
+a list column for another estimator's model). Truth: the fitted (or overridden) fixed effects, by term name
+(for binomial and Poisson on the link scale, conditional on the random effects).
 """
 from __future__ import annotations
 
@@ -60,14 +71,18 @@ import hashlib
 import io
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, NamedTuple
+from typing import Any, ClassVar, Literal, Mapping, NamedTuple, get_args
 
 import numpy as np
 import pandas as pd
 import patsy
 
+from estimators.design import InputError
+from estimators.families import LinkName, inverse_link, link_or_canonical, require_family_and_link
+from estimators.glmm import GLMM, GLMMFit
 from estimators.lmm import LMM, MixedFit
 from estimators.lmm.formula import MixedFormula, RandomTerm, parse_formula
+from estimators.response import cbind_parts, response
 from sims.dgp.base import DGP, read_only, require, require_positive_definite
 
 BUILTIN = "builtin:"
@@ -75,6 +90,8 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CACHE_SIZE = 8  # pilot fits kept per process
+PilotFamily = Literal["gaussian", "binomial", "poisson"]
+GAUSSIAN = "gaussian"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
 _QUOTED = re.compile(r"""`([^`]+)`|Q\(\s*['"]([^'"]+)['"]\s*\)""")
@@ -125,7 +142,9 @@ class PilotFit:
     sha256: str
     frame: pd.DataFrame  # outcome first; rows and columns without missing values
     formula: MixedFormula
-    fit: MixedFit
+    fit: MixedFit | GLMMFit
+    family: str  # gaussian, binomial or poisson
+    link: str | None  # the GLMM's link (None for gaussian)
     X: np.ndarray  # pilot rows x fixed effects
     terms: tuple[RandomEffects, ...]  # in formula order
 
@@ -142,14 +161,15 @@ class PilotFit:
 _PILOTS: collections.OrderedDict[tuple, PilotFit] = collections.OrderedDict()
 
 
-def pilot_fit(data: str, formula: str, reml: bool) -> PilotFit:
-    """The pilot fit of ``formula`` to the file ``data``, cached by the file's SHA-256."""
+def pilot_fit(data: str, formula: str, reml: bool, family: str = GAUSSIAN, link: str | None = None) -> PilotFit:
+    """The pilot fit of ``formula`` to the file ``data``, cached by the file's SHA-256: by the
+    LMM (REML or ML) for gaussian, by the GLMM (ML, ``link`` resolved) for binomial and poisson."""
     path = data_path(data)
     content = path.read_bytes()
     sha256 = hashlib.sha256(content).hexdigest()
-    key = (sha256, formula, reml)
+    key = (sha256, formula, reml if family == GAUSSIAN else None, family, link)  # a GLMM is always ML
     if key not in _PILOTS:
-        _PILOTS[key] = _fit_pilot(_read_table(path, content), sha256, formula, reml)
+        _PILOTS[key] = _fit_pilot(_read_table(path, content), sha256, formula, reml, family, link)
         while len(_PILOTS) > CACHE_SIZE:
             _PILOTS.popitem(last=False)
     _PILOTS.move_to_end(key)
@@ -170,12 +190,14 @@ def _read_table(path: Path, content: bytes) -> pd.DataFrame:
     require(False, "data", f"{path} is neither CSV ({', '.join(CSV_SUFFIXES)}) nor Parquet ({', '.join(PARQUET_SUFFIXES)})")
 
 
-def _fit_pilot(table: pd.DataFrame, sha256: str, formula: str, reml: bool) -> PilotFit:
+def _fit_pilot(table: pd.DataFrame, sha256: str, formula: str, reml: bool, family: str, link: str | None) -> PilotFit:
     try:
         parsed = parse_formula(formula)
-        estimator = LMM(formula, reml=reml)
+        estimator = LMM(formula, reml=reml) if family == GAUSSIAN else GLMM(formula, family=family, link=link)
     except ValueError as error:
         require(False, "formula", str(error).removeprefix("formula: "))
+    require(cbind_parts(parsed.outcome) is None, "formula",
+            f"its outcome {parsed.outcome} is k of n trials; the pilot data need 0/1 rows, one row per trial")
     require(parsed.outcome in table.columns, "formula",
             f"its outcome {parsed.outcome!r} must be a column of the data (columns: {', '.join(map(str, table.columns))})")
     frame = table[[parsed.outcome, *(c for c in table.columns if c != parsed.outcome)]]
@@ -187,6 +209,7 @@ def _fit_pilot(table: pd.DataFrame, sha256: str, formula: str, reml: bool) -> Pi
     kind = frame[parsed.outcome].dtype.kind
     require(kind in "iufb", "formula", f"its outcome {parsed.outcome!r} must be numeric, got {frame[parsed.outcome].dtype}")
     frame = frame.astype({parsed.outcome: float})
+    _require_family_response(frame[parsed.outcome].to_numpy(), parsed.outcome, family)
     try:
         fit = estimator.fit_model(frame)
         _, X = patsy.dmatrices(parsed.fixed_formula, frame, NA_action="raise", return_type="matrix", eval_env=0)
@@ -207,7 +230,22 @@ def _fit_pilot(table: pd.DataFrame, sha256: str, formula: str, reml: bool) -> Pi
         correlations = np.nan_to_num(found.correlations, nan=0.0)  # NaN where an SD is 0
         covariance = correlations * np.outer(found.sds, found.sds)
         terms.append(RandomEffects(term, names, np.asarray(matrix, dtype=float), covariance))
-    return PilotFit(sha256, frame, parsed, fit, np.asarray(X, dtype=float), tuple(terms))
+    return PilotFit(sha256, frame, parsed, fit, family, None if family == GAUSSIAN else link,
+                    np.asarray(X, dtype=float), tuple(terms))
+
+
+def _require_family_response(y: np.ndarray, outcome: str, family: str) -> None:
+    """A binomial outcome is 0/1, a Poisson one a count (gaussian: any number)."""
+    if family == "binomial":
+        bad = y[(y != 0.0) & (y != 1.0)]
+        if bad.size:
+            require(False, "formula", f"its outcome {outcome!r} must be 0/1 for family binomial (found {bad[0]:g}); "
+                                      "the pilot data need one row per trial")
+    elif family == "poisson":
+        try:
+            response(outcome, pd.DataFrame({outcome: y}), family)
+        except InputError as error:
+            require(False, "formula", str(error))
 
 
 # --- overrides ------------------------------------------------------------------------------
@@ -390,6 +428,8 @@ def covariance_factor(covariance: np.ndarray) -> np.ndarray:
 class FittedDGP(DGP):
     data: str = "builtin:sleepstudy"
     formula: str = "Reaction ~ Days + (Days | Subject)"
+    family: PilotFamily = GAUSSIAN
+    link: LinkName | None = None
     reml: bool = True
     fixed: dict = dataclasses.field(default_factory=dict)
     sd: dict = dataclasses.field(default_factory=dict)
@@ -407,14 +447,27 @@ class FittedDGP(DGP):
         for name in ("reml", "allow_singular"):
             value = getattr(self, name)
             require(isinstance(value, (bool, np.bool_)), name, f"must be true or false, got {value!r}")
-        pilot = pilot_fit(self.data, self.formula, bool(self.reml))
+        require(self.family in get_args(PilotFamily), "family",
+                f"must be one of {', '.join(get_args(PilotFamily))}, got {self.family!r}")
+        if self.family == GAUSSIAN:
+            require(self.link is None, "link", f"must be null for family gaussian (the identity), got {self.link!r}")
+        else:
+            if self.link is not None:
+                require_family_and_link(self.family, self.link)
+            require(self.sigma is None, "sigma", f"has no meaning for family {self.family} "
+                                                 f"(the family sets the variance from the mean); leave it null, got {self.sigma!r}")
+        link = None if self.family == GAUSSIAN else link_or_canonical(self.family, self.link)
+        pilot = pilot_fit(self.data, self.formula, bool(self.reml), self.family, link)
         if pilot.fit.singular and not self.allow_singular:
             require(False, "formula", f"the pilot fit is singular (a random-effect SD is 0 or a correlation is +-1: "
                                       f"{_varcorr_text(pilot.fit)}); simplify the random effects or set allow_singular: true")
         require(pilot.fit.converged, "formula", f"the pilot fit did not converge ({_varcorr_text(pilot.fit)})")
         beta = fixed_effects(pilot, self.fixed)
-        sigma = pilot.fit.sigma if self.sigma is None else _number(self.sigma, "sigma", "the residual SD", low=0.0)
-        require(sigma > 0, "sigma", f"must be > 0, got {self.sigma!r}")
+        sigma = None
+        if self.family == GAUSSIAN:
+            sigma = pilot.fit.sigma if self.sigma is None else _number(self.sigma, "sigma", "the residual SD", low=0.0)
+            require(sigma > 0, "sigma", f"must be > 0, got {self.sigma!r}")
+            sigma = float(sigma)
         covs = covariances(pilot, self.sd, self.cor)
         design = build_design(pilot, self.extend, self.within)
         rows = design.pop("_row").to_numpy()
@@ -426,7 +479,7 @@ class FittedDGP(DGP):
         columns = read_only({name: design[name].to_numpy().copy() for name in design.columns})
         object.__setattr__(self, "_pilot", pilot)
         object.__setattr__(self, "_beta", beta)
-        object.__setattr__(self, "_sigma", float(sigma))
+        object.__setattr__(self, "_sigma", sigma)
         object.__setattr__(self, "_covariances", covs)
         object.__setattr__(self, "_draws", tuple(draws))
         object.__setattr__(self, "_columns", columns)
@@ -436,7 +489,7 @@ class FittedDGP(DGP):
 
     @property
     def pilot(self) -> PilotFit:
-        """The pilot fit (cached per process by the data's SHA-256, formula and reml)."""
+        """The pilot fit (cached per process by the data's SHA-256, formula, reml, family and link)."""
         return self._pilot
 
     @property
@@ -461,21 +514,33 @@ class FittedDGP(DGP):
         return names
 
     @property
-    def residual_sd(self) -> float:
+    def residual_sd(self) -> float | None:
+        """sigma (gaussian); None for binomial and poisson, which have no residual."""
         return self._sigma
 
     def design_columns(self) -> dict[str, np.ndarray]:
         return self._columns
 
-    def draw_outcome(self, rng: np.random.Generator) -> np.ndarray:
-        """X beta, plus each term's effects (one N(0, Sigma_t) draw per level, in formula
-        order) on its rows, plus N(0, sigma^2) residuals."""
-        y = self._mean.copy()
+    def linear_predictor(self, rng: np.random.Generator) -> np.ndarray:
+        """eta = X beta plus each term's effects (one N(0, Sigma_t) draw per level, in formula
+        order) on its rows."""
+        eta = self._mean.copy()
         for draw in self._draws:
             effects = rng.standard_normal((draw.n_levels, draw.factor.shape[0])) @ draw.factor.T
-            y += np.einsum("ik,ik->i", draw.matrix, effects[draw.codes])
-        y += self._sigma * rng.standard_normal(len(y))
-        return y
+            eta += np.einsum("ik,ik->i", draw.matrix, effects[draw.codes])
+        return eta
+
+    def draw_outcome(self, rng: np.random.Generator) -> np.ndarray:
+        """y given eta (:meth:`linear_predictor`): eta plus N(0, sigma^2) residuals (gaussian),
+        Bernoulli(g^{-1}(eta)) (binomial) or Poisson(exp(eta)) (poisson), as floats."""
+        eta = self.linear_predictor(rng)
+        if self.family == GAUSSIAN:
+            eta += self._sigma * rng.standard_normal(len(eta))
+            return eta
+        mean = inverse_link(self._pilot.link, eta)
+        if self.family == "binomial":
+            return rng.binomial(1, mean).astype(float)
+        return rng.poisson(mean).astype(float)
 
     def generate(self, rng: np.random.Generator) -> pd.DataFrame:
         frame = self.design()

@@ -9,6 +9,7 @@ probability 6e-5.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -27,6 +28,7 @@ from sims.dgp.crossed import BARR_CORRELATION_RANGE, BARR_INTERCEPT_RANGE, BARR_
 from estimators.presets import ConfigError
 
 K = 4.0
+GLMM_DATA = Path(__file__).resolve().parents[2] / "reference_glmm" / "data"
 
 # Non-default modes that must pass the same suite: (preset, overrides).
 VARIANTS = {
@@ -39,6 +41,10 @@ VARIANTS = {
     "clustered_binary-probit-binomial": ("clustered_binary", {"link": "probit", "binomial_size": 5}),
     "clustered_counts-overdispersed": ("clustered_counts", {"var_observation": 0.3}),
     "crossed_binary-between": ("crossed_binary", {"layout": "between_items"}),
+    "fitted-binomial": ("fitted", {"data": "builtin:verbagg", "family": "binomial", "extend": {"id": 30},
+                                   "formula": "y ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)"}),
+    "fitted-poisson": ("fitted", {"data": str(GLMM_DATA / "grouseticks.csv"), "family": "poisson",
+                                  "formula": "TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (1 | LOCATION)"}),
     **{name: (name, {}) for name in sims.available("dgp")},
 }
 

@@ -273,7 +273,7 @@ def singular_pilot(tmp_path) -> str:
 
 @pytest.mark.parametrize("override, message", [
     ("dgp.data=/no/such/pilot.csv", r"^dgp\.data: no such file: /no/such/pilot\.csv$"),
-    ("dgp.data=builtin:nothing", r"^dgp\.data: no built-in data set 'nothing' \(built-in: sleepstudy\)$"),
+    ("dgp.data=builtin:nothing", r"^dgp\.data: no built-in data set 'nothing' \(built-in: sleepstudy, verbagg\)$"),
     ("dgp.formula='Reaction ~ Nights + (1 | Subject)'", r"^dgp\.formula: cannot be fitted to the data: column 'Nights'"),
     ("dgp.formula='RT ~ Days + (1 | Subject)'", r"^dgp\.formula: its outcome 'RT' must be a column of the data"),
     ("dgp.formula='Reaction ~ Days + (1 | Person)'", r"^dgp\.formula: cannot be fitted to the data: grouping column 'Person'"),
@@ -305,6 +305,120 @@ def test_a_singular_pilot_fit_is_refused_unless_allowed(tmp_path):
         FittedDGP(data=data, formula=formula)
 
 
+# --- binary and count pilots: the GLMM ----------------------------------------------------
+
+GLMM_DATA = Path(__file__).resolve().parents[2] / "reference_glmm" / "data"
+CROSSED_BINARY = str(GLMM_DATA / "crossed_binary.csv")  # 30 subjects x 16 items, R's rbinom
+CROSSED_SLOPE = "y ~ condition + (1 + condition | subject) + (1 | item)"
+GROUSETICKS = str(GLMM_DATA / "grouseticks.csv")
+TICKS = "TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (1 | LOCATION)"
+
+
+def binary_pilot(**params) -> FittedDGP:
+    return FittedDGP(data=CROSSED_BINARY, formula=CROSSED_SLOPE, family="binomial", **params)
+
+
+def test_a_binomial_pilot_is_fitted_by_the_glmm_and_keyed_by_family_and_link():
+    """lme4 1.1 (tests/reference_glmm/glmer_crossed_slope.json): fixef -0.139, 0.337; subject
+    SDs 0.746, 0.861, correlation 0.407; item SD 0.413."""
+    dgp = binary_pilot()
+    assert dgp.pilot.link == "logit" and dgp.residual_sd is None
+    assert dgp.truth() == pytest.approx({"Intercept": -0.139, "condition": 0.337}, abs=1e-3)
+    np.testing.assert_allclose([v for *_, v in dgp.pilot.fit.varcorr()], [0.746, 0.861, 0.407, 0.413], atol=1e-3)
+    assert dgp.columns == {"y": "f", "subject": "O", "item": "O", "condition": "f"}
+    probit = binary_pilot(link="probit")
+    assert probit.pilot is not dgp.pilot and probit.pilot.link == "probit"
+    assert abs(probit.truth()["condition"]) < abs(dgp.truth()["condition"])  # probit scale: about 1/1.7
+    assert binary_pilot(link="logit").pilot is dgp.pilot  # null is the canonical link
+    y = dgp.generate(rng(10))["y"].to_numpy()
+    assert set(np.unique(y)) == {0.0, 1.0}
+    assert binary_pilot(fixed={"condition": 0.0}).truth()["condition"] == 0.0
+
+
+def test_binary_replicates_match_an_independent_simulation_of_the_pilot_model():
+    """Per replicate: the share of 1s in each condition and the variances of the subjects' and
+    the items' shares (which the random-effect SDs set), in 3000 replicates of the DGP and 3000
+    of a numpy loop here drawing eta = b0 + b1 c + u_0s + u_1s c + w_i from the GLMM's pilot fit;
+    each mean within K SEs of the difference."""
+    dgp = binary_pilot(sd={"item": {"Intercept": 0.8}})
+    pilot = pd.read_csv(CROSSED_BINARY)
+    fit = dgp.pilot.fit
+    subject_sds, item_sd = fit.components[0].sds, 0.8
+    r = fit.components[0].correlations[0, 1]
+    cov = np.array([[subject_sds[0] ** 2, r * np.prod(subject_sds)], [r * np.prod(subject_sds), subject_sds[1] ** 2]])
+    subject = pd.factorize(pilot["subject"], sort=True)[0]
+    item = pd.factorize(pilot["item"], sort=True)[0]
+    condition = pilot["condition"].to_numpy()
+
+    def statistics(y: np.ndarray) -> list[float]:
+        frame = pd.DataFrame({"y": y, "s": subject, "i": item})
+        return [y[condition < 0].mean(), y[condition > 0].mean(),
+                frame.groupby("s")["y"].mean().var(), frame.groupby("i")["y"].mean().var()]
+
+    n = 3000
+    design = dgp.design()
+    assert (design["subject"] == pilot["subject"]).all() and (design["condition"] == pilot["condition"]).all()
+    drawn = np.array([statistics(dgp.draw_outcome(rng(11, k))) for k in range(n)])
+    generator = np.random.default_rng(12)
+    loop = []
+    for _ in range(n):
+        u = generator.multivariate_normal(np.zeros(2), cov, size=30)
+        w = generator.normal(0.0, item_sd, size=16)
+        eta = fit.beta[0] + fit.beta[1] * condition + u[subject, 0] + u[subject, 1] * condition + w[item]
+        loop.append(statistics((generator.random(len(eta)) < 1.0 / (1.0 + np.exp(-eta))).astype(float)))
+    loop = np.array(loop)
+    for j, what in enumerate(("share at condition -0.5", "share at condition 0.5", "variance of subject shares",
+                              "variance of item shares")):
+        difference = drawn[:, j].mean() - loop[:, j].mean()
+        se = np.hypot(drawn[:, j].std(ddof=1), loop[:, j].std(ddof=1)) / np.sqrt(n)
+        assert abs(difference) <= K * se, f"{what}: DGP {drawn[:, j].mean():.5f}, loop {loop[:, j].mean():.5f} (SE {se:.2g})"
+
+
+def test_poisson_replicates_have_the_lognormal_mean_of_the_pilot_model():
+    """grouseticks (lme4): with normal random intercepts E y_i = exp(x_i' beta + sum_t sigma_t^2 / 2).
+    Over 2000 replicates each row's mean count is within K SEs of it, on average over rows and
+    for the largest expected count."""
+    dgp = FittedDGP(data=GROUSETICKS, formula=TICKS, family="poisson")
+    assert dgp.pilot.link == "log"
+    X = dgp.pilot.X
+    variance = sum(c[0, 0] for c in dgp.covariances.values())
+    expected = np.exp(X @ np.array(list(dgp.truth().values())) + variance / 2)
+    Y = np.array([dgp.draw_outcome(rng(13, k)) for k in range(2000)])
+    assert np.all(Y == np.rint(Y)) and Y.min() >= 0
+    totals = Y.mean(axis=1)
+    assert_within(totals, expected.mean(), "mean count")
+    top = int(np.argmax(expected))
+    assert_within(Y[:, top], expected[top], f"mean count of row {top}")
+
+
+def test_type_one_error_of_the_glmm_on_a_binomial_pilot():
+    """condition set to 0 on the pilot's design (30 subjects x 16 items): the Wald z test of the
+    generating GLMM rejects within K MC SEs of 5% of 400 replicates."""
+    estimators = f'estimators={{glmm: {{preset: glmm_ri, formula: "{CROSSED_SLOPE}"}}}}'
+    ds = run_study(study_overrides(f"dgp.data={CROSSED_BINARY}", "dgp.family=binomial", f"dgp.formula='{CROSSED_SLOPE}'",
+                                   "dgp.fixed={condition: 0}", "n_reps=400", estimators=estimators))
+    rate, mcse = rejection(ds, "glmm", term="condition")
+    assert abs(rate - 0.05) <= K * np.sqrt(0.05 * 0.95 / 400), f"Type I error {rate:.3f} ({mcse:.3f})"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["dgp.family=binary"], r"^dgp\.family: must be one of gaussian, binomial, poisson, got 'binary'$"),
+    (["dgp.link=logit"], r"^dgp\.link: must be null for family gaussian \(the identity\), got 'logit'$"),
+    (["dgp.family=binomial", "dgp.link=log"], r"^dgp\.link: must be one of logit, probit for family 'binomial', got 'log'$"),
+    (["dgp.family=binomial", "dgp.sigma=10"], r"^dgp\.sigma: has no meaning for family binomial \(the family sets the variance from the mean\); "
+                                             r"leave it null, got 10$"),
+    (["dgp.family=binomial"], r"^dgp\.formula: its outcome 'Reaction' must be 0/1 for family binomial \(found 249\.56\); "
+                              r"the pilot data need one row per trial$"),
+    (["dgp.family=poisson"], r"^dgp\.formula: response column 'Reaction' must hold integer counts for family poisson \(found 249\.56\)$"),
+    (["dgp.family=binomial", "dgp.data=builtin:verbagg", "dgp.formula='cbind(y, 1 - y) ~ btype + (1 | id)'"],
+     r"^dgp\.formula: its outcome cbind\(y, 1 - y\) is k of n trials; the pilot data need 0/1 rows, one row per trial$"),
+])
+def test_bad_glmm_input_names_the_key_before_any_simulation(overrides, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        validate(compose(study_overrides(*overrides)))
+    assert "\n" not in str(error.value)
+
+
 # --- the documented commands ----------------------------------------------------------------
 
 def documented_commands() -> list[list[str]]:
@@ -322,7 +436,7 @@ def documented_commands() -> list[list[str]]:
 
 def test_the_documented_commands_build_their_studies():
     commands = documented_commands()
-    assert len(commands) == 3
+    assert len(commands) == 4
     for overrides in commands:
         study = validate(compose(overrides))
         assert type(study.cells[0].dgp) is FittedDGP

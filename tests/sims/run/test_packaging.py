@@ -66,12 +66,15 @@ def test_wheel_ships_configs_inside_the_package_and_runs(wheel_env):
 
 
 def test_wheel_ships_the_builtin_pilot_data(wheel_env):
-    """``dgp=fitted`` defaults to ``builtin:sleepstudy``, which must resolve inside the wheel."""
+    """``dgp=fitted`` defaults to ``builtin:sleepstudy``, which must resolve inside the wheel, as
+    must ``builtin:verbagg``."""
     env_dir, work = wheel_env
     probe = subprocess.run(
         [str(env_dir / "bin" / "python"), "-c",
-         "import sims; d = sims.build('fitted'); print(d.pilot.frame.shape, sorted(d.truth()))"],
+         "import sims; from sims.dgp.fitted import builtin_datasets, data_path; d = sims.build('fitted'); "
+         "print(d.pilot.frame.shape, sorted(d.truth())); print(builtin_datasets(), data_path('builtin:verbagg').stat().st_size)"],
         cwd=work, capture_output=True, text=True, timeout=120, env=outside_env(),
     )
     assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.strip() == "(180, 3) ['Days', 'Intercept']"
+    assert probe.stdout.splitlines() == ["(180, 3) ['Days', 'Intercept']",
+                                         f"['sleepstudy', 'verbagg'] {(ROOT / 'sims/dgp/data/verbagg.csv').stat().st_size}"]
