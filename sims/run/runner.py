@@ -42,12 +42,12 @@ from threadpoolctl import threadpool_limits
 
 from estimators.presets import ConfigError
 from estimators.result import NUMERIC_COLUMNS, FitResult, Status
-from sims.run import chunking
 from sims.run.sandbox import Sandbox, WorkerDied, prepare_worker, worker_sandbox
 from sims.run.seeding import data_rng, estimator_rng
 
 if TYPE_CHECKING:
-    from sims.run.study import Cell, Study
+    from sims.run.cell import Cell
+    from sims.run.study import Study
 
 # Chunks in flight per worker: enough to keep the workers busy, few enough that the main
 # process holds only a handful of tasks and results at a time.
@@ -373,6 +373,8 @@ def chunk_plan(study: Study, rep_chunk: int | None = None) -> list[tuple[int, ra
     """Every (cell index, replicate range) task: replicates cut at multiples of ``rep_chunk``
     (the store's chunking; ``runner.chunk_size`` by default, chosen now when it is ``auto``)."""
     if rep_chunk is None:
+        from sims.run import chunking  # the main process's business: workers need not import it
+
         chunking.resolve(study)
     size = rep_chunk or study.chunk_size
     return [
@@ -445,6 +447,28 @@ def _nothing() -> Iterator[ChunkResult]:
 _pool = None  # the loky executor of the last study run here
 
 
+def loky_workers(study: Study, n_tasks: int | None = None) -> int:
+    """Worker processes for ``n_tasks`` chunks: ``runner.n_jobs`` (-1: every core), but no more
+    than there are chunks, since a worker without one would only take CPU from the others while
+    it starts (a one-chunk study runs on one worker); all of them when the count is not known."""
+    from joblib import effective_n_jobs
+
+    n_workers = effective_n_jobs(study.n_jobs)
+    return n_workers if n_tasks is None else max(1, min(n_workers, n_tasks))
+
+
+def planned_tasks(study: Study) -> int | None:
+    """The number of chunks a new study will run, when known before its store is made: with a
+    set chunk size, or with ``auto`` for a study of at most ``chunking.MIN_AUTO`` replicates per
+    cell (chosen without a pilot); None while a pilot is still to choose the size."""
+    from sims.run import chunking
+
+    size = study.chunk_size
+    if size is None and study.n_reps <= chunking.MIN_AUTO:
+        size = chunking.auto_chunk_size(study)
+    return None if size is None else len(study.cells) * -(-study.n_reps // size)
+
+
 def _loky_pool(n_workers: int):
     """loky's reusable executor (a fresh one after a break): idle workers stay for loky's usual
     five minutes (joblib's default), for the next round of an n_reps=auto study;
@@ -461,9 +485,8 @@ def _execute_loky(study: Study, tasks) -> Iterator[ChunkResult]:
     each is run again isolated (:func:`isolate_chunk`, in a worker, so in parallel)."""
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
-    from joblib import effective_n_jobs
 
-    n_workers = effective_n_jobs(study.n_jobs)
+    n_workers = loky_workers(study, len(tasks))
     schedule = _Schedule(study, tasks, run_chunk)
     running: dict = {}
     pool = _loky_pool(n_workers)
@@ -512,10 +535,9 @@ def timed_pilot(study: Study, cell: Cell, reps: range) -> float:
     if study.config.runner.backend != "loky":
         return _timed_chunk(cell, study.seed, reps, study.timeouts)
     from concurrent.futures.process import BrokenProcessPool
-    from joblib import effective_n_jobs
 
     try:
-        return _loky_pool(effective_n_jobs(study.n_jobs)).submit(_timed_chunk, cell, study.seed, reps,
+        return _loky_pool(loky_workers(study)).submit(_timed_chunk, cell, study.seed, reps,
                                                                    study.timeouts).result()
     except BrokenProcessPool:
         return float("inf")
@@ -528,12 +550,11 @@ def _started() -> None:
 def start_workers(study: Study) -> None:
     """Start the loky workers now, without waiting for them: their start-up (a process each,
     the imports a chunk needs) overlaps what the main process does before the first chunk
-    (creating the store, choosing the chunk size); :func:`execute` then finds them running."""
+    (creating the store, choosing the chunk size); :func:`execute` then finds them running.
+    As many as the chunks need (:func:`loky_workers`, :func:`planned_tasks`)."""
     if study.config.runner.backend != "loky":
         return
-    from joblib import effective_n_jobs
-
-    n_workers = effective_n_jobs(study.n_jobs)
+    n_workers = loky_workers(study, planned_tasks(study))
     pool = _loky_pool(n_workers)
     for _ in range(n_workers):
         pool.submit(_started)
@@ -542,10 +563,12 @@ def start_workers(study: Study) -> None:
 def release_workers(study: Study) -> None:
     """Stop the loky worker processes once a study's chunks are done (they would otherwise
     idle, holding their memory, for loky's five-minute time-out while the summary and report
-    are computed). The dask backend's LocalCluster is closed by :func:`execute` itself."""
+    are computed). Without waiting for them: they exit as soon as they read the stop signal,
+    while this process goes on with the summary (loky's exit handler joins them at the latest
+    when this process ends). The dask backend's LocalCluster is closed by :func:`execute` itself."""
     global _pool
     if study.config.runner.backend == "loky" and _pool is not None:
-        _pool.shutdown(wait=True)
+        _pool.shutdown(wait=False)
         _pool = None
 
 
