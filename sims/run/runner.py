@@ -356,11 +356,11 @@ def too_many_deaths(count: int, limit: int, last: str) -> str:
 
 
 def guarded_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, float] | None,
-                  deaths_so_far: int, max_deaths: int) -> ChunkResult:
-    """:func:`run_chunk` in this worker's sandbox (a dask task: its fits run in the main thread
-    of a process of their own, so time-outs hold and a fatal fit does not take the worker
-    down); isolated fit by fit when the sandbox dies."""
-    sandbox = worker_sandbox()
+                  deaths_so_far: int, max_deaths: int, sandbox: Sandbox | None = None) -> ChunkResult:
+    """:func:`run_chunk` in a sandbox, this worker's by default (a dask task: its fits run in
+    the main thread of a process of their own, so time-outs hold and a fatal fit does not take
+    the worker down); isolated fit by fit when the sandbox dies."""
+    sandbox = sandbox or worker_sandbox()
     try:
         return sandbox.call(run_chunk, cell, seed, reps, timeouts)
     except WorkerDied:
@@ -437,6 +437,8 @@ def execute(study: Study, tasks: Sequence[tuple[int, range]]) -> Iterator[ChunkR
         return _nothing()
     if study.config.runner.backend == "dask":
         return _execute_dask(study, tasks)
+    if len(tasks) == 1 and _solo is not None:
+        return _execute_solo(study, tasks)
     return _execute_loky(study, tasks)
 
 
@@ -445,6 +447,7 @@ def _nothing() -> Iterator[ChunkResult]:
 
 
 _pool = None  # the loky executor of the last study run here
+_solo: Sandbox | None = None  # the forked worker of a one-chunk study (start_workers)
 
 
 def loky_workers(study: Study, n_tasks: int | None = None) -> int:
@@ -522,6 +525,28 @@ def _execute_loky(study: Study, tasks) -> Iterator[ChunkResult]:
             pool.shutdown(wait=False, kill_workers=True)
 
 
+def _execute_solo(study: Study, tasks) -> Iterator[ChunkResult]:
+    """A study of one chunk on the worker :func:`start_workers` forked from this process before
+    the store was made (:func:`guarded_chunk` in that sandbox: a fit that kills it costs only
+    its replicate, the rest of the chunk is isolated fit by fit). A loky worker would start a
+    fresh interpreter and import again what this process has imported, which takes longer than
+    a small study's chunk, on the critical path."""
+    global _solo
+    schedule = _Schedule(study, tasks, guarded_chunk)
+    finished = False
+    try:
+        while schedule:
+            _, function, args = schedule.pop()
+            chunk = function(*args, sandbox=_solo)
+            schedule.count(chunk)
+            yield chunk
+            schedule.check(chunk)
+        finished = True
+    finally:  # its one chunk done, the worker ends; after an error or an interrupt, at once
+        solo, _solo = _solo, None
+        solo.close() if finished else solo.close(wait=0)
+
+
 def _timed_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, float]) -> float:
     """Seconds :func:`run_chunk` takes (its results thrown away): a pilot of chunking's."""
     start = time.perf_counter()
@@ -552,9 +577,17 @@ def start_workers(study: Study) -> None:
     the imports a chunk needs) overlaps what the main process does before the first chunk
     (creating the store, choosing the chunk size); :func:`execute` then finds them running.
     As many as the chunks need (:func:`loky_workers`, :func:`planned_tasks`)."""
+    global _solo
     if study.config.runner.backend != "loky":
         return
-    n_workers = loky_workers(study, planned_tasks(study))
+    n_tasks = planned_tasks(study)
+    if n_tasks == 1:  # forked now, while this process runs no other thread (zarr starts some)
+        if _solo is not None:
+            _solo.close()
+        _solo = Sandbox()
+        _solo.start()
+        return
+    n_workers = loky_workers(study, n_tasks)
     pool = _loky_pool(n_workers)
     for _ in range(n_workers):
         pool.submit(_started)
@@ -566,10 +599,13 @@ def release_workers(study: Study) -> None:
     are computed). Without waiting for them: they exit as soon as they read the stop signal,
     while this process goes on with the summary (loky's exit handler joins them at the latest
     when this process ends). The dask backend's LocalCluster is closed by :func:`execute` itself."""
-    global _pool
+    global _pool, _solo
     if study.config.runner.backend == "loky" and _pool is not None:
         _pool.shutdown(wait=False)
         _pool = None
+    if _solo is not None:
+        _solo.close()
+        _solo = None
 
 
 # dask.distributed's loggers and the levels below which they stay quiet (its INFO lines tell
