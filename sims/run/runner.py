@@ -237,6 +237,14 @@ def _collect(results: Sequence[FitResult], elapsed: np.ndarray) -> EstimatorChun
     return EstimatorChunk(tuple(terms), values, status, [r.message for r in results], elapsed, extras)
 
 
+def draws_from_rng(estimator) -> bool:
+    """Whether the estimator draws random numbers: its ``draws_from_rng``, True when it does not
+    say. Only then is its generator built (a seed sequence and a generator per replicate cost
+    about 20 us, a tenth of a mixed model's batched fit); the conformance suite checks that one
+    declaring False gives the same bits with ``rng=None``."""
+    return bool(getattr(estimator, "draws_from_rng", True))
+
+
 def draw_chunk(dgp, rngs: list) -> Sequence:
     """The chunk's replicates, one per generator: ``dgp.generate_chunk`` (one design frame and
     an outcome matrix for a fixed design, :class:`sims.dgp.base.DGP`), or one ``generate`` each for
@@ -290,7 +298,8 @@ def run_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, fl
         fixed = bool(getattr(cell.dgp, "fixed_design", False))
         out = {}
         for name, estimator in cell.estimators.items():
-            rngs = [estimator_rng(seed, cell.index, rep, name) for rep in reps]
+            rngs = ([estimator_rng(seed, cell.index, rep, name) for rep in reps] if draws_from_rng(estimator)
+                    else [None] * len(reps))
             results, elapsed = _fit_chunk(estimator, frames, rngs, fixed, timeouts.get(name))
             out[name] = _collect(results, elapsed)
     return ChunkResult(cell.index, reps, out)
@@ -312,8 +321,9 @@ def fits_one_by_one(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[s
                 continue
             frame = draw_chunk(cell.dgp, [data_rng(seed, cell.index, rep)])[0]
             for name in pending:
-                yield fit_one(cell.estimators[name], frame, estimator_rng(seed, cell.index, rep, name),
-                              timeouts.get(name))
+                estimator = cell.estimators[name]
+                rng = estimator_rng(seed, cell.index, rep, name) if draws_from_rng(estimator) else None
+                yield fit_one(estimator, frame, rng, timeouts.get(name))
 
 
 def isolate_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, float] | None,
