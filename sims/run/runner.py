@@ -16,7 +16,8 @@ replicate by replicate and estimator by estimator in a :class:`~sims.run.sandbox
 died (signal N, ...)" and the others give the bits of an undisturbed run. More than
 ``runner.max_worker_deaths`` such fits end the run (:class:`TooManyWorkerDeaths`).
 
-Chunks run on joblib's loky processes (``runner.backend=loky``) or on a dask.distributed
+Chunks run on joblib's loky processes (``runner.backend=loky``; a study of a single chunk on
+one worker forked from the main process instead, :func:`start_workers`) or on a dask.distributed
 cluster (``runner.backend=dask``, where each worker runs its chunks in its own sandbox, in a
 main thread, so that time-outs hold there too); both call the same :func:`run_chunk`, so they
 give the same bits. At most a few chunks per worker are in flight at a time, so the main
