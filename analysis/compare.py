@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from analysis.measures import lookup
-from analysis.reduction import for_reduction, quiet_arithmetic, with_means_first
+from analysis.reduction import IN_THIS_THREAD, for_reduction, quiet_arithmetic, with_means_first
 from analysis.replicates import Replicates, require_estimator
 from analysis.schema import grid_dims
 
@@ -68,7 +68,7 @@ def compare(ds: xr.Dataset, a: str, b: str, measure: str, *, alpha: float | None
 
         # Dataset.compute rather than reduction.one_pass: dask.compute on this Dataset fails with
         # "Missing dependency" (dask 2026.x) although every variable computes on its own.
-        result = with_means_first(build).compute(scheduler="synchronous")
+        result = with_means_first(build).compute(scheduler=IN_THIS_THREAD)
     for name in ("n_a", "n_b"):
         result[name] = result[name].astype(np.int64)
     result.attrs.update(a=a, b=b, measure=measure, alpha=alpha, reference=reference, method=METHOD)

@@ -125,8 +125,9 @@ class ChunkFiles:
 
 def metadata_digest(store: Path) -> str:
     """SHA-256 of what a reader sees besides the per-replicate values: the attributes, every
-    coordinate, ``truth`` and ``cell_index``, and each variable's dims and dtype."""
-    ds = xr.open_zarr(store)
+    coordinate, ``truth`` and ``cell_index``, and each variable's dims and dtype (read without
+    dask: the same values, and no scheduler to start for a few small arrays)."""
+    ds = xr.open_zarr(store, chunks=None)
     record = {
         "attrs": ds.attrs,
         "variables": {name: [list(ds[name].dims), str(ds[name].dtype)] for name in ds.variables},
@@ -152,7 +153,7 @@ def describe_chunks(chunks: Iterable[tuple[int, int, int]]) -> str:
 def damaged_chunks(run_dir: Path, ledger: Ledger) -> list[tuple[int, int, int]]:
     """The chunks the ledger records whose files no longer hash to the recorded digest."""
     store = Path(run_dir) / RESULTS
-    ds = xr.open_zarr(store)
+    ds = xr.open_zarr(store, chunks=None)
     grid_dims = [d for d in ds["truth"].dims if d != "term"]
     grid_shape = tuple(ds.sizes[d] for d in grid_dims)
     files = ChunkFiles(store)

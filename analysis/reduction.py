@@ -23,6 +23,7 @@ import warnings
 from contextvars import ContextVar
 
 import dask
+import dask.local
 import numpy as np
 import xarray as xr
 
@@ -31,6 +32,9 @@ CHUNK_BYTES = 2 * 2**20  # per input variable; the reductions hold a few dozen s
 # Inputs up to this size are read from the store once, into memory, before the passes.
 IN_MEMORY_BYTES = 128 * 2**20
 MEAN_ROUNDS = 3  # the deepest nesting of means over replicates in a measure or an influence function
+# dask's synchronous scheduler, passed as the function itself: named ("synchronous"), dask
+# first imports dask.distributed to look for a client, which costs more than a small summary.
+IN_THIS_THREAD = dask.local.get_sync
 
 
 def for_reduction(ds: xr.Dataset) -> xr.Dataset:
@@ -54,7 +58,7 @@ def for_reduction(ds: xr.Dataset) -> xr.Dataset:
     stored = max(ds["estimate"].chunksizes["rep"])
     rep_chunk = int(min(ds.sizes["rep"], max(stored, CHUNK_BYTES // max(per_rep, 1))))
     if ds.nbytes <= IN_MEMORY_BYTES:
-        ds = ds.compute(scheduler="synchronous")
+        ds = ds.compute(scheduler=IN_THIS_THREAD)
         if rep_chunk >= ds.sizes["rep"]:
             return ds
     return ds.chunk({**{dim: -1 for dim in ds.dims if dim != "rep"}, "rep": rep_chunk})
@@ -102,7 +106,7 @@ def one_pass(*arrays):
     reduced and let go in turn (dask's threaded scheduler would keep a block per worker thread
     and spread the allocations over per-thread malloc arenas, which a summary of a few
     dozen small reductions gains little from)."""
-    return dask.compute(*arrays, scheduler="synchronous")
+    return dask.compute(*arrays, scheduler=IN_THIS_THREAD)
 
 
 _rep_means: ContextVar[RepMeans | None] = ContextVar("rep_means", default=None)

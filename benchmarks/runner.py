@@ -2,6 +2,7 @@
 
     python benchmarks/runner.py                   # all, default sizes
     python benchmarks/runner.py --only study --study-reps 200000
+    python benchmarks/runner.py --only small --code /tmp/clustersim-1a1e4db --rounds 7
     python benchmarks/runner.py --only memory --memory-reps 10000 1000000
 
 0. Study (``--only study``): the OLS family (iid and CR1 OLS on the default design) at
@@ -13,6 +14,11 @@
    (``run_in_directory`` in this process, the pilot and the store included, the summary not).
    Goal: >= 1.8x on 2 cores. Then ``lmm_rs`` at --lmm-reps replicates, n_jobs=1, end to end,
    against its fits' own time (the sum of the stored ``elapsed_s``). Goal: within 2x.
+
+   ``--only small``: a small study (``n_reps=25``, the OLS pair, the report and table as by
+   default) as ``clustersim`` runs it, end to end, in a fresh process, --rounds interleaved
+   rounds of this checkout and of ``--code DIR`` (e.g. ``git archive`` of an older commit);
+   the median of each and their ratio. Goal: at most half the time of the code before issue 17.
 
 1. Speed-up: replicates per second of the default study's design with OLS, CR1 and
    statsmodels' two mixed models (compute-bound: tens of ms per replicate) with
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -129,6 +136,37 @@ def study_figures(n_reps: int, lmm_reps: int) -> None:
           f"{fits:.2f} s: {wall / fits:.2f}x (goal <= 2x) ({load()})")
 
 
+def small_study_seconds(code: Path, run_dir: Path) -> float:
+    """Wall seconds of ``clustersim n_reps=25`` with the OLS pair (the table and the report
+    included), a fresh process running the checkout ``code``."""
+    command = [sys.executable, "-m", "sims.run.cli", f"hydra.run.dir={run_dir}", "n_reps=25", OLS_STUDY,
+               "runner.progress=false"]
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=tempfile.gettempdir())
+    return time.perf_counter() - start
+
+
+def small_study_figures(old: Path | None, rounds: int) -> None:
+    """Interleaved rounds (the order alternating) of the small study with this checkout and ``old``."""
+    codes = {"this checkout": ROOT, **({f"{old}": old} if old else {})}
+    times: dict[str, list[float]] = {name: [] for name in codes}
+    loads = []
+    for round_ in range(rounds):
+        order = list(codes.items()) if round_ % 2 == 0 else list(codes.items())[::-1]
+        for name, code in order:
+            with tempfile.TemporaryDirectory() as run_dir:
+                times[name].append(small_study_seconds(code, Path(run_dir)))
+        loads.append(os.getloadavg()[0])
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    for name, values in times.items():
+        print(f"small study (25 replicates, OLS pair, report), {name}: median {medians[name]:.2f} s of "
+              f"{', '.join(f'{v:.2f}' for v in values)}")
+    if old:
+        print(f"this checkout / {old}: {medians['this checkout'] / medians[str(old)]:.2f} (goal <= 0.5) "
+              f"(1-minute load average {min(loads):.1f}-{max(loads):.1f})")
+
+
 def loop_rate(n_reps: int) -> float:
     study = validate(compose([f"n_reps={n_reps}", COMPUTE_BOUND, *DEFAULT]))
     cell = study.cells[0]
@@ -202,17 +240,21 @@ def peak_memory_mib(n_reps: int, chunk: int = MEMORY_CHUNK, code: str | None = N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["study", "speedup", "overhead", "memory"])
+    parser.add_argument("--only", choices=["study", "small", "speedup", "overhead", "memory"])
     parser.add_argument("--study-reps", type=int, default=200_000, help="replicates of the OLS family study")
     parser.add_argument("--lmm-reps", type=int, default=20_000, help="replicates of the lmm_rs study")
     parser.add_argument("--reps", type=int, default=800, help="replicates for speed-up and overhead")
     parser.add_argument("--memory-reps", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--memory-chunk", type=int, default=MEMORY_CHUNK, help="runner.chunk_size of the memory runs")
-    parser.add_argument("--code", help="a checkout whose clustersim the memory runs use (default: this one)")
+    parser.add_argument("--code", help="a checkout whose clustersim the memory runs use (default: this one), "
+                        "and the small study's baseline")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the small study")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     if args.only in (None, "study"):
         study_figures(args.study_reps, args.lmm_reps)
+    if args.only in (None, "small"):
+        small_study_figures(Path(args.code).resolve() if args.code else None, args.rounds)
     if args.only in (None, "speedup"):
         one, two = study_rate(args.reps, 1), study_rate(args.reps, 2)
         print(f"default study, {args.reps} replicates: n_jobs=1 {one:.1f} rep/s, n_jobs=2 {two:.1f} rep/s, "

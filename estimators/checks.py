@@ -23,7 +23,9 @@ escaped the estimator). A check that does not apply to the case (no replicates f
   ``fit_batch(frames, rngs)``.
 - Randomness only from the ``rng`` passed to ``fit``. An estimator whose results change with
   that rng counts as resampling: results that depend on which cluster gets which draw (p-values,
-  intervals) are then not compared across relabelled clusters.
+  intervals) are then not compared across relabelled clusters. One that declares
+  ``draws_from_rng = False`` (the runner then builds no generator for it) must give the same
+  bits with ``rng=None``.
 - Bad input raises :class:`~estimators.design.InputError` whose message names the column: a
   column the estimator reads is missing or has missing values, or a grouping column has a
   single cluster. A column whose removal (or collapse) changes nothing is one the estimator
@@ -178,6 +180,14 @@ def check_global_random_state_untouched(case: EstimatorCase) -> None:
     assert random.getstate() == python_state, "fit used Python's global random state"
 
 
+def check_declared_deterministic(case: EstimatorCase) -> None:
+    """An estimator that declares ``draws_from_rng = False`` (the runner then passes it no
+    generator, ``rng=None``) gives with ``rng=None`` the bits of a fit with a generator."""
+    if getattr(case.estimator, "draws_from_rng", True):
+        raise unittest.SkipTest("draws from its rng (draws_from_rng is not False)")
+    _assert_same(case.estimator.fit(case.data, None), case.fit(), "fit with rng=None")
+
+
 def check_result_schema(case: EstimatorCase) -> None:
     """fit returns a FitResult: unique string terms, float arrays of one value per term,
     to_frame() with the contract's columns, SEs >= 0, p-values in [0, 1], ci_lower <= estimate
@@ -327,6 +337,7 @@ CHECKS: tuple[Callable[[EstimatorCase], None], ...] = (
     check_fit_leaves_params_and_data_alone,
     check_fit_idempotent,
     check_global_random_state_untouched,
+    check_declared_deterministic,
     check_result_schema,
     check_row_order_invariance,
     check_cluster_relabelling_invariance,

@@ -31,6 +31,8 @@ class OLS(SharedDesignEstimator):
     alpha : 1 - confidence level of the intervals.
     """
 
+    draws_from_rng = False  # closed-form: the runner builds it no generator
+
     def __init__(self, formula: str = "y ~ X", vcov: VcovType = "iid", cluster: str | None = None, alpha: float = 0.05):
         self.formula = formula
         self.vcov = vcov

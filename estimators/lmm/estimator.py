@@ -95,6 +95,11 @@ class LMM(Estimator):
         check_test_option(test)
         require_positive_int(n_boot, "n_boot")
 
+    @property
+    def draws_from_rng(self) -> bool:
+        """Only the parametric bootstrap draws (the runner builds a generator only then)."""
+        return self.inference == "parametric_bootstrap"
+
     def fit(self, data: pd.DataFrame, rng: np.random.Generator | None = None) -> FitResult:
         return self._fit_model(*model_and_outcomes(self.formula, data, self.reml), [rng])[0]
 

@@ -84,6 +84,22 @@ class DGP:
         return dataclasses.asdict(self)
 
 
+def normal_factor(covariance: np.ndarray) -> np.ndarray:
+    """A with A A' = covariance as numpy's ``Generator.multivariate_normal(method="eigh")``
+    computes it: U sqrt(|s|) from ``eigh(covariance) = (s, U)`` (a zero variance allowed)."""
+    s, u = np.linalg.eigh(np.asarray(covariance, dtype=np.double))
+    return u * np.sqrt(abs(s))
+
+
+def multivariate_normal(rng: np.random.Generator, factor: np.ndarray, size: int) -> np.ndarray:
+    """(size, k) draws of N(0, A A') for ``factor`` A = :func:`normal_factor`: bit for bit
+    ``rng.multivariate_normal(np.zeros(k), A A', size, method="eigh")`` (the same standard
+    normals, then 0 + x A'), without the eigendecomposition numpy repeats for every draw (half
+    of a replicate's draw in the clustered design)."""
+    k = factor.shape[0]
+    return np.zeros(k) + rng.standard_normal((size, k)) @ factor.T
+
+
 def read_only(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``columns`` with every array made read-only (design columns shared between replicates)."""
     for values in columns.values():

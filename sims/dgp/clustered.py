@@ -52,7 +52,8 @@ from typing import ClassVar, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from sims.dgp.base import DGP, read_only, require, require_nonnegative, require_positive_int
+from sims.dgp.base import (DGP, multivariate_normal, normal_factor, read_only, require, require_nonnegative,
+                           require_positive_int)
 from sims.dgp.crossed import covariance_2x2
 
 TrialsDistribution = Literal["fixed", "poisson", "uniform"]
@@ -173,15 +174,19 @@ class ClusteredDGP(DGP):
         """The balanced design's X and subject columns, built once (every replicate shares them)."""
         return balanced_condition_columns(self.n_subjects, self.n_conditions, self.n_trials)
 
+    @functools.cached_property
+    def _effects_factor(self) -> np.ndarray:
+        """The normal random effects' factor (:func:`~sims.dgp.base.normal_factor`), computed once."""
+        return normal_factor(self.random_effects_covariance)
+
     def draw_random_effects(self, rng: np.random.Generator) -> np.ndarray:
         """(n_subjects, 2) draws of (u0, u1) from the law ``random_effects``."""
-        covariance = self.random_effects_covariance
         if self.random_effects == "skewed":
             shape = 4.0 / self.random_effects_skewness**2
             z = (rng.standard_gamma(shape, size=(self.n_subjects, 2)) - shape) / np.sqrt(shape)
-            return z @ lower_cholesky(covariance).T
+            return z @ lower_cholesky(self.random_effects_covariance).T
         # eigh rather than Cholesky, so that a zero variance (a switched-off effect) is allowed.
-        effects = rng.multivariate_normal(np.zeros(2), covariance, size=self.n_subjects, method="eigh")
+        effects = multivariate_normal(rng, self._effects_factor, self.n_subjects)
         if self.random_effects == "t":
             df = self.random_effects_df
             effects *= np.sqrt((df - 2.0) / rng.chisquare(df, size=self.n_subjects))[:, None]

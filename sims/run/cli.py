@@ -19,6 +19,8 @@ import textwrap
 import warnings
 from pathlib import Path
 
+import dask
+import dask.threaded
 import hydra
 import yaml
 from hydra.core.hydra_config import HydraConfig
@@ -49,6 +51,10 @@ SUMMARY = "summary.csv"
 # The arguments as typed, for .hydra/command.yaml (preflight rewrites them before Hydra sees them).
 TYPED_ARGS_ENV = "CLUSTERSIM_TYPED_ARGS"
 HELP_WIDTH = 96
+# dask's default scheduler for the results' small computations (the summary's own passes run in
+# this thread), given as the function: dask's default lookup imports dask.distributed first to
+# look for a client, which costs a small study more than its summary.
+THREADED = dask.threaded.get
 
 
 def _options(group: str, column: int = 0) -> str:
@@ -178,16 +184,17 @@ def _run_study(cfg: DictConfig, output_dir: Path) -> None:
     if cfg.runner.progress and sys.stderr.isatty():  # after the progress bar, a pause otherwise unexplained
         also = " and the report" if cfg.get("report", True) else ""
         print(f"clustersim: computing the summary{also} ...", file=sys.stderr, flush=True)
-    summary = summarise(dataset)
-    to_tidy(summary).to_csv(output_dir / SUMMARY, index=False)
-    log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)
-    if cfg.get("print_table", True):
-        print(format_table(summary, truth=dataset["truth"],
-                           estimators=yaml.safe_load(dataset.attrs["config"])["estimators"]))
-    if cfg.get("report", True):
-        from analysis.report import write_report  # matplotlib only when a report is asked for
+    with dask.config.set(scheduler=THREADED):
+        summary = summarise(dataset)
+        to_tidy(summary).to_csv(output_dir / SUMMARY, index=False)
+        log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)
+        if cfg.get("print_table", True):
+            print(format_table(summary, truth=dataset["truth"],
+                               estimators=yaml.safe_load(dataset.attrs["config"])["estimators"]))
+        if cfg.get("report", True):
+            from analysis.report import write_report  # matplotlib only when a report is asked for
 
-        log.info("wrote %s", write_report(output_dir, summary=summary))
+            log.info("wrote %s", write_report(output_dir, summary=summary))
 
 
 def _write_command(output_dir: Path) -> None:

@@ -31,6 +31,7 @@ from analysis.schema import RESULTS
 from estimators.bounded_yaml import YAMLLimitError
 from estimators.presets import ConfigError
 from sims.run.rundir import RunBrokeOff, RunInterrupted
+from sims.run.sandbox import INTERRUPT_THREAD
 
 DEBUG_ENV = "CLUSTERSIM_DEBUG"
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
@@ -204,7 +205,7 @@ def interrupts_in_main_only():
             interrupted = True
             _thread.interrupt_main()
 
-    waiter = threading.Thread(target=forward, name="clustersim-interrupt", daemon=True)
+    waiter = threading.Thread(target=forward, name=INTERRUPT_THREAD, daemon=True)
     waiter.start()
     try:
         yield

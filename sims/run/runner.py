@@ -16,7 +16,8 @@ replicate by replicate and estimator by estimator in a :class:`~sims.run.sandbox
 died (signal N, ...)" and the others give the bits of an undisturbed run. More than
 ``runner.max_worker_deaths`` such fits end the run (:class:`TooManyWorkerDeaths`).
 
-Chunks run on joblib's loky processes (``runner.backend=loky``) or on a dask.distributed
+Chunks run on joblib's loky processes (``runner.backend=loky``; a study of a single chunk on
+one worker forked from the main process instead, :func:`start_workers`) or on a dask.distributed
 cluster (``runner.backend=dask``, where each worker runs its chunks in its own sandbox, in a
 main thread, so that time-outs hold there too); both call the same :func:`run_chunk`, so they
 give the same bits. At most a few chunks per worker are in flight at a time, so the main
@@ -42,12 +43,12 @@ from threadpoolctl import threadpool_limits
 
 from estimators.presets import ConfigError
 from estimators.result import NUMERIC_COLUMNS, FitResult, Status
-from sims.run import chunking
 from sims.run.sandbox import Sandbox, WorkerDied, prepare_worker, worker_sandbox
 from sims.run.seeding import data_rng, estimator_rng
 
 if TYPE_CHECKING:
-    from sims.run.study import Cell, Study
+    from sims.run.cell import Cell
+    from sims.run.study import Study
 
 # Chunks in flight per worker: enough to keep the workers busy, few enough that the main
 # process holds only a handful of tasks and results at a time.
@@ -237,6 +238,14 @@ def _collect(results: Sequence[FitResult], elapsed: np.ndarray) -> EstimatorChun
     return EstimatorChunk(tuple(terms), values, status, [r.message for r in results], elapsed, extras)
 
 
+def draws_from_rng(estimator) -> bool:
+    """Whether the estimator draws random numbers: its ``draws_from_rng``, True when it does not
+    say. Only then is its generator built (a seed sequence and a generator per replicate cost
+    about 20 us, a tenth of a mixed model's batched fit); the conformance suite checks that one
+    declaring False gives the same bits with ``rng=None``."""
+    return bool(getattr(estimator, "draws_from_rng", True))
+
+
 def draw_chunk(dgp, rngs: list) -> Sequence:
     """The chunk's replicates, one per generator: ``dgp.generate_chunk`` (one design frame and
     an outcome matrix for a fixed design, :class:`sims.dgp.base.DGP`), or one ``generate`` each for
@@ -290,7 +299,8 @@ def run_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, fl
         fixed = bool(getattr(cell.dgp, "fixed_design", False))
         out = {}
         for name, estimator in cell.estimators.items():
-            rngs = [estimator_rng(seed, cell.index, rep, name) for rep in reps]
+            rngs = ([estimator_rng(seed, cell.index, rep, name) for rep in reps] if draws_from_rng(estimator)
+                    else [None] * len(reps))
             results, elapsed = _fit_chunk(estimator, frames, rngs, fixed, timeouts.get(name))
             out[name] = _collect(results, elapsed)
     return ChunkResult(cell.index, reps, out)
@@ -312,8 +322,9 @@ def fits_one_by_one(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[s
                 continue
             frame = draw_chunk(cell.dgp, [data_rng(seed, cell.index, rep)])[0]
             for name in pending:
-                yield fit_one(cell.estimators[name], frame, estimator_rng(seed, cell.index, rep, name),
-                              timeouts.get(name))
+                estimator = cell.estimators[name]
+                rng = estimator_rng(seed, cell.index, rep, name) if draws_from_rng(estimator) else None
+                yield fit_one(estimator, frame, rng, timeouts.get(name))
 
 
 def isolate_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, float] | None,
@@ -356,11 +367,11 @@ def too_many_deaths(count: int, limit: int, last: str) -> str:
 
 
 def guarded_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, float] | None,
-                  deaths_so_far: int, max_deaths: int) -> ChunkResult:
-    """:func:`run_chunk` in this worker's sandbox (a dask task: its fits run in the main thread
-    of a process of their own, so time-outs hold and a fatal fit does not take the worker
-    down); isolated fit by fit when the sandbox dies."""
-    sandbox = worker_sandbox()
+                  deaths_so_far: int, max_deaths: int, sandbox: Sandbox | None = None) -> ChunkResult:
+    """:func:`run_chunk` in a sandbox, this worker's by default (a dask task: its fits run in
+    the main thread of a process of their own, so time-outs hold and a fatal fit does not take
+    the worker down); isolated fit by fit when the sandbox dies."""
+    sandbox = sandbox or worker_sandbox()
     try:
         return sandbox.call(run_chunk, cell, seed, reps, timeouts)
     except WorkerDied:
@@ -373,6 +384,8 @@ def chunk_plan(study: Study, rep_chunk: int | None = None) -> list[tuple[int, ra
     """Every (cell index, replicate range) task: replicates cut at multiples of ``rep_chunk``
     (the store's chunking; ``runner.chunk_size`` by default, chosen now when it is ``auto``)."""
     if rep_chunk is None:
+        from sims.run import chunking  # the main process's business: workers need not import it
+
         chunking.resolve(study)
     size = rep_chunk or study.chunk_size
     return [
@@ -435,6 +448,8 @@ def execute(study: Study, tasks: Sequence[tuple[int, range]]) -> Iterator[ChunkR
         return _nothing()
     if study.config.runner.backend == "dask":
         return _execute_dask(study, tasks)
+    if len(tasks) == 1 and _solo is not None:
+        return _execute_solo(study, tasks)
     return _execute_loky(study, tasks)
 
 
@@ -443,6 +458,29 @@ def _nothing() -> Iterator[ChunkResult]:
 
 
 _pool = None  # the loky executor of the last study run here
+_solo: Sandbox | None = None  # the forked worker of a one-chunk study (start_workers)
+
+
+def loky_workers(study: Study, n_tasks: int | None = None) -> int:
+    """Worker processes for ``n_tasks`` chunks: ``runner.n_jobs`` (-1: every core), but no more
+    than there are chunks, since a worker without one would only take CPU from the others while
+    it starts (a one-chunk study runs on one worker); all of them when the count is not known."""
+    from joblib import effective_n_jobs
+
+    n_workers = effective_n_jobs(study.n_jobs)
+    return n_workers if n_tasks is None else max(1, min(n_workers, n_tasks))
+
+
+def planned_tasks(study: Study) -> int | None:
+    """The number of chunks a new study will run, when known before its store is made: with a
+    set chunk size, or with ``auto`` for a study of at most ``chunking.MIN_AUTO`` replicates per
+    cell (chosen without a pilot); None while a pilot is still to choose the size."""
+    from sims.run import chunking
+
+    size = study.chunk_size
+    if size is None and study.n_reps <= chunking.MIN_AUTO:
+        size = chunking.auto_chunk_size(study)
+    return None if size is None else len(study.cells) * -(-study.n_reps // size)
 
 
 def _loky_pool(n_workers: int):
@@ -461,9 +499,8 @@ def _execute_loky(study: Study, tasks) -> Iterator[ChunkResult]:
     each is run again isolated (:func:`isolate_chunk`, in a worker, so in parallel)."""
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
-    from joblib import effective_n_jobs
 
-    n_workers = effective_n_jobs(study.n_jobs)
+    n_workers = loky_workers(study, len(tasks))
     schedule = _Schedule(study, tasks, run_chunk)
     running: dict = {}
     pool = _loky_pool(n_workers)
@@ -499,6 +536,28 @@ def _execute_loky(study: Study, tasks) -> Iterator[ChunkResult]:
             pool.shutdown(wait=False, kill_workers=True)
 
 
+def _execute_solo(study: Study, tasks) -> Iterator[ChunkResult]:
+    """A study of one chunk on the worker :func:`start_workers` forked from this process before
+    the store was made (:func:`guarded_chunk` in that sandbox: a fit that kills it costs only
+    its replicate, the rest of the chunk is isolated fit by fit). A loky worker would start a
+    fresh interpreter and import again what this process has imported, which takes longer than
+    a small study's chunk, on the critical path."""
+    global _solo
+    schedule = _Schedule(study, tasks, guarded_chunk)
+    finished = False
+    try:
+        while schedule:
+            _, function, args = schedule.pop()
+            chunk = function(*args, sandbox=_solo)
+            schedule.count(chunk)
+            yield chunk
+            schedule.check(chunk)
+        finished = True
+    finally:  # its one chunk done, the worker ends; after an error or an interrupt, at once
+        solo, _solo = _solo, None
+        solo.close() if finished else solo.close(wait=0)
+
+
 def _timed_chunk(cell: Cell | bytes, seed: int, reps: range, timeouts: dict[str, float]) -> float:
     """Seconds :func:`run_chunk` takes (its results thrown away): a pilot of chunking's."""
     start = time.perf_counter()
@@ -512,10 +571,9 @@ def timed_pilot(study: Study, cell: Cell, reps: range) -> float:
     if study.config.runner.backend != "loky":
         return _timed_chunk(cell, study.seed, reps, study.timeouts)
     from concurrent.futures.process import BrokenProcessPool
-    from joblib import effective_n_jobs
 
     try:
-        return _loky_pool(effective_n_jobs(study.n_jobs)).submit(_timed_chunk, cell, study.seed, reps,
+        return _loky_pool(loky_workers(study)).submit(_timed_chunk, cell, study.seed, reps,
                                                                    study.timeouts).result()
     except BrokenProcessPool:
         return float("inf")
@@ -528,12 +586,19 @@ def _started() -> None:
 def start_workers(study: Study) -> None:
     """Start the loky workers now, without waiting for them: their start-up (a process each,
     the imports a chunk needs) overlaps what the main process does before the first chunk
-    (creating the store, choosing the chunk size); :func:`execute` then finds them running."""
+    (creating the store, choosing the chunk size); :func:`execute` then finds them running.
+    As many as the chunks need (:func:`loky_workers`, :func:`planned_tasks`)."""
+    global _solo
     if study.config.runner.backend != "loky":
         return
-    from joblib import effective_n_jobs
-
-    n_workers = effective_n_jobs(study.n_jobs)
+    n_tasks = planned_tasks(study)
+    if n_tasks == 1:  # forked now, while this process runs no other thread (zarr starts some)
+        if _solo is not None:
+            _solo.close()
+        _solo = Sandbox()
+        _solo.start()
+        return
+    n_workers = loky_workers(study, n_tasks)
     pool = _loky_pool(n_workers)
     for _ in range(n_workers):
         pool.submit(_started)
@@ -542,11 +607,16 @@ def start_workers(study: Study) -> None:
 def release_workers(study: Study) -> None:
     """Stop the loky worker processes once a study's chunks are done (they would otherwise
     idle, holding their memory, for loky's five-minute time-out while the summary and report
-    are computed). The dask backend's LocalCluster is closed by :func:`execute` itself."""
-    global _pool
+    are computed). Without waiting for them: they exit as soon as they read the stop signal,
+    while this process goes on with the summary (loky's exit handler joins them at the latest
+    when this process ends). The dask backend's LocalCluster is closed by :func:`execute` itself."""
+    global _pool, _solo
     if study.config.runner.backend == "loky" and _pool is not None:
-        _pool.shutdown(wait=True)
+        _pool.shutdown(wait=False)
         _pool = None
+    if _solo is not None:
+        _solo.close()
+        _solo = None
 
 
 # dask.distributed's loggers and the levels below which they stay quiet (its INFO lines tell

@@ -30,6 +30,10 @@ import cloudpickle
 
 PARENT_POLL_S = 0.5  # how often a worker checks that its parent is still alive
 WATCH_THREAD = "clustersim-parent-watch"
+# The command line's thread that waits for Ctrl-C (sims.run.errors): it holds no lock while it
+# waits, so a process that runs it may fork.
+INTERRUPT_THREAD = "clustersim-interrupt"
+FORK_SAFE_THREADS = (WATCH_THREAD, INTERRUPT_THREAD)
 _HEADER = struct.Struct("!Q")
 
 
@@ -177,9 +181,10 @@ class _ForkedChild:
 
 def _may_fork() -> bool:
     """Forking is safe where no other thread can hold a lock the child would need: in the main
-    thread of a process that runs no threads but its parent watch."""
+    thread of a process that runs no threads but its parent watch and the command line's
+    Ctrl-C waiter (:data:`FORK_SAFE_THREADS`)."""
     return (hasattr(os, "fork") and threading.current_thread() is threading.main_thread()
-            and all(t is threading.main_thread() or t.name == WATCH_THREAD for t in threading.enumerate()))
+            and all(t is threading.main_thread() or t.name in FORK_SAFE_THREADS for t in threading.enumerate()))
 
 
 class Sandbox:
@@ -188,6 +193,11 @@ class Sandbox:
 
     def __init__(self):
         self.process: subprocess.Popen | _ForkedChild | None = None
+
+    def start(self) -> None:
+        """Start the child now rather than at the first call (forked, when this process may
+        fork: it then starts with this process's imports and objects, at no cost of its own)."""
+        self._start()
 
     def _start(self):
         if self.process is None or self.process.poll() is not None:
@@ -231,13 +241,15 @@ class Sandbox:
                 raise value
             yield value
 
-    def close(self) -> None:
+    def close(self, wait: float = 5) -> None:
+        """End the child: at the end of its input, or killed after ``wait`` seconds (at once
+        with ``wait=0``, for a call left unfinished)."""
         process, self.process = self.process, None
         if process is None:
             return
         process.stdin.close()  # the child's loop ends at end of input
         try:
-            process.wait(timeout=5)
+            process.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -95,6 +95,11 @@ def differing_keys(old: dict, new: dict) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>"))
 
 
+def _metadata(path: Path) -> xr.Dataset:
+    """The store opened for its attributes, sizes and coordinates: no dask arrays built."""
+    return xr.open_zarr(path, chunks=None)
+
+
 def _stored_list(ds: xr.Dataset, name: str) -> list:
     return np.asarray(ds[name].values).tolist()
 
@@ -115,17 +120,17 @@ class RunStore:
     def open(self) -> xr.Dataset:
         """The results, lazily (dask arrays over blocks of whole store chunks, at least
         ``READ_BLOCK`` replicates): nothing is read until computed."""
-        rep_chunk = int(xr.open_zarr(self.path).attrs["rep_chunk"])
+        rep_chunk = int(_metadata(self.path).attrs["rep_chunk"])
         block = rep_chunk * max(1, READ_BLOCK // rep_chunk)
         return xr.open_zarr(self.path, chunks={"rep": block})  # each block read in one call to zarr
 
     @property
     def rep_chunk(self) -> int:
-        return int(xr.open_zarr(self.path).attrs["rep_chunk"])
+        return int(_metadata(self.path).attrs["rep_chunk"])
 
     @property
     def n_reps(self) -> int:
-        return int(xr.open_zarr(self.path).sizes["rep"])
+        return int(_metadata(self.path).sizes["rep"])
 
     # --- opening an existing store -----------------------------------------------------------
 
@@ -143,7 +148,7 @@ class RunStore:
 
     def check_provenance(self, study) -> None:
         """Refuse a study whose numbers would differ from the stored ones."""
-        stored = self.open().attrs
+        stored = _metadata(self.path).attrs
         record = provenance(study)
         if stored.get("provenance_hash") != provenance_hash(record):
             keys = differing_keys(json.loads(stored.get("provenance", "{}")), record)
@@ -165,7 +170,7 @@ class RunStore:
         and terms in another order are put in the stored order (they are found by name, and
         an estimator's seeds follow its name); a grid in another order is refused, since the
         cells, and so their seeds, are numbered in grid order."""
-        ds = xr.open_zarr(self.path)
+        ds = _metadata(self.path)
         stored_dims = [d for d in ds["truth"].dims if d != "term"]
         if stored_dims != list(study.grid):
             raise ConfigError("grid", f"factors are ({', '.join(study.grid)}) but the results in {self.path} have "
@@ -197,13 +202,13 @@ class RunStore:
         if not self.exists():
             self._create(study)
         elif study.n_reps > self.n_reps:
-            stored = xr.open_zarr(self.path).attrs
+            stored = _metadata(self.path).attrs
             self._change({"from": self.n_reps, "to": study.n_reps,
                           "attrs": {**stored, "n_reps": study.n_reps, "config": study.yaml()}})
 
     def record(self, **attrs) -> None:
         """Store run-level facts (e.g. why an auto-sized study stopped) as attributes."""
-        stored = xr.open_zarr(self.path).attrs
+        stored = _metadata(self.path).attrs
         self._change({"from": self.n_reps, "to": self.n_reps, "attrs": {**stored, **attrs}})
 
     def _create(self, study) -> None:

@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from estimators.design import InputError
 from estimators.presets import ConfigError, check_allowed_module, check_target, class_defaults, instantiate, load_preset
 from sims.run import budget
+from sims.run.cell import Cell
 
 # Dimension names the results dataset reserves; a grid factor may not take them.
 RESERVED_DIMS = ("rep", "estimator", "term", "measure")
@@ -66,16 +67,6 @@ class StudySchema:
     # Modules (dotted prefixes) besides sims, estimators and analysis whose classes the config
     # may name by _target_; left out of the stored config while empty.
     allow_targets: List[str] = field(default_factory=list)
-
-
-@dataclass
-class Cell:
-    """One combination of grid values, with its DGP and estimators built."""
-
-    index: int
-    coords: dict[str, Any]
-    dgp: Any
-    estimators: dict[str, Any]
 
 
 @dataclass

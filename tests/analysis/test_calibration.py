@@ -41,6 +41,14 @@ def test_binomial_p_value_is_the_exact_two_sided_test():
     assert np.isnan(binomial_p_value(0, 0, 0.95))
 
 
+@pytest.mark.parametrize("p", [0.0, 0.01, 0.05, 0.3, 0.5, 0.95, 1.0])
+@pytest.mark.parametrize("n", [1, 7, 200, 4_582])
+def test_binomial_p_value_agrees_with_scipy_in_both_tails_and_at_the_edges(n, p):
+    ks = sorted({0, 1, n // 3, int(p * n), int(np.ceil(p * n)), n - 1, n} & set(range(n + 1)))
+    for k in ks:
+        assert binomial_p_value(k, n, p) == pytest.approx(stats.binomtest(k, n, p).pvalue, rel=1e-9, abs=1e-300), k
+
+
 def test_calibrated_passes_and_miscalibrated_fails_on_synthetic_data():
     ds = synthetic_dataset(seed=12, n_reps=400)
     result = check_calibration(ds)

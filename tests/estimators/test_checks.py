@@ -18,6 +18,7 @@ from estimators.checks import (
     check_consistency_on_large_draw,
     check_estimator,
     check_fit_batch_matches_fit,
+    check_declared_deterministic,
     check_fit_idempotent,
     check_fit_leaves_params_and_data_alone,
     check_global_random_state_untouched,
@@ -127,10 +128,21 @@ def replicates():
     return tuple(DGP.generate(np.random.default_rng(seed)) for seed in (2, 3))
 
 
+class DrawsThoughDeclaredNot(OLS):
+    """Says it draws nothing, but shifts its estimates by a draw from the rng it is given."""
+
+    def fit(self, data, rng=None):
+        result = super().fit(data, rng)
+        shift = 0.0 if rng is None else rng.normal()
+        return FitResult(result.terms, result.estimate + shift, result.std_error, result.df,
+                         result.ci_lower + shift, result.ci_upper + shift, result.p_value)
+
+
 BROKEN = [
     (RenamedParameter(), check_params_round_trip, {}),
     (MutatesData(), check_fit_leaves_params_and_data_alone, {}),
     (GlobalRandom(), check_global_random_state_untouched, {}),
+    (DrawsThoughDeclaredNot(), check_declared_deterministic, {}),
     (Noisy(), check_fit_idempotent, {}),
     (FirstRowsOnly(), check_row_order_invariance, {}),
     (LabelWeighted(vcov="CR1", cluster="subject"), check_cluster_relabelling_invariance, {}),
@@ -172,7 +184,7 @@ def test_a_sound_estimator_passes_every_check():
     large = sims.build("clustered", n_subjects=100)
     report = check_estimator(OLS(vcov="CR2", cluster="subject"), DATA, replicates=replicates(),
                              large_data=large.generate(np.random.default_rng(4)), truth=large.truth())
-    assert len(CHECKS) == 12
+    assert len(CHECKS) == 13
     assert report.passed == tuple(check.__name__ for check in CHECKS) and not report.skipped and not report.failed
 
 

@@ -618,3 +618,18 @@ def test_crossed_binary_shares_the_crossed_layouts():
         binary = sims.build("crossed_binary", n_subjects=6, n_items=8, layout=layout).design()
         gaussian = sims.build("crossed", n_subjects=6, n_items=8, layout=layout).design()
         pd.testing.assert_frame_equal(binary, gaussian)
+
+
+@pytest.mark.parametrize("variances, correlation", [((1.0, 0.09), 0.3), ((4.0, 0.0), 0.0), ((0.0, 2.5), -1.0),
+                                                    ((250.0, 7.5), 0.99), ((1e-12, 1.0), 1.0)])
+def test_multivariate_normal_with_its_factor_once_is_numpys_bit_for_bit(variances, correlation):
+    from sims.dgp.base import multivariate_normal, normal_factor
+
+    v0, v1 = variances
+    c = correlation * np.sqrt(v0 * v1)
+    covariance = np.array([[v0, c], [c, v1]])
+    factor = normal_factor(covariance)
+    for seed, size in [(0, 1), (1, 24), (2, 300)]:
+        expected = np.random.default_rng(seed).multivariate_normal(np.zeros(2), covariance, size=size, method="eigh")
+        drawn = multivariate_normal(np.random.default_rng(seed), factor, size)
+        assert drawn.tobytes() == expected.tobytes()

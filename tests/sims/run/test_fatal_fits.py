@@ -75,6 +75,23 @@ def test_a_study_where_rare_replicates_kill_their_worker_finishes(tmp_path, deat
     assert np.isfinite(ds["estimate"].sel(estimator="ols")).all()
 
 
+def test_a_one_chunk_study_on_its_forked_worker_loses_only_the_fatal_replicate(tmp_path, undisturbed):
+    """20 replicates are one chunk (chunk_size auto), which the command line runs on a worker
+    forked from itself rather than on loky's: a fit that kills it costs only its replicate, and
+    every other number is that of the API's run in chunks of 5 on loky."""
+    done = clustersim(tmp_path, "n_reps=20", "runner.n_jobs=2",
+                      f"estimators={{ols: ols, cr2: ols_cr2, ab: {ABORTING.format(first_outcomes([7]))}}}")
+    assert done.returncode == 0, done.stderr
+    assert read_ledger(tmp_path) == [(0, 0, 20)]
+    ds = xr.open_zarr(tmp_path / "results.zarr").load()
+    assert str(ds["message"].sel(estimator="ab", rep=7).values) == "worker died (signal 6, SIGABRT) at replicate 7"
+    for name in ("estimate", "std_error", "ci_lower", "ci_upper", "p_value", "status"):
+        stored, expected = ds[name].drop_sel(rep=7), undisturbed[name].drop_sel(rep=7)
+        if "term" in stored.dims:
+            expected = expected.sel(term=stored["term"].values)
+        np.testing.assert_array_equal(stored.values, expected.values, err_msg=name)
+
+
 def test_more_fatal_fits_than_the_limit_end_the_run_in_one_line(tmp_path):
     done = clustersim(tmp_path, "n_reps=12", "runner.chunk_size=6", "runner.n_jobs=1", "runner.max_worker_deaths=1",
                       f"estimators={{ab: {ABORTING.format(first_outcomes([1, 2, 3]))}}}")
