@@ -111,6 +111,8 @@ class ClarkTest(Estimator):
     alpha : 1 - confidence level of the F1 / F2 intervals.
     """
 
+    draws_from_rng = False  # closed-form ANOVA: the runner builds it no generator
+
     def __init__(self, test: ClarkTestType = "F1", dv: str = "y", condition: str = "condition",
                  subject: str = "subject", item: str = "item", alpha: float = 0.05, transform: CellTransform = "none"):
         self.test = test

@@ -83,6 +83,8 @@ class FixedEffects(SharedDesignEstimator):
     alpha : 1 - confidence level of the intervals.
     """
 
+    draws_from_rng = False  # closed-form: the runner builds it no generator
+
     def __init__(self, formula: str = "y ~ X", cluster: str = "subject", small_sample: SmallSample = "lsdv",
                  alpha: float = 0.05):
         self.formula = formula

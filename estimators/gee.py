@@ -142,6 +142,8 @@ class GEE(TrialsEstimator):
     alpha : 1 - confidence level of the intervals.
     """
 
+    draws_from_rng = False  # deterministic: the runner builds it no generator
+
     def __init__(self, formula: str = "y ~ X", cluster: str = "subject", correlation: Correlation = "independence",
                  variance: Variance = "robust", tol: float = 1e-4, max_iter: int = 25, alpha: float = 0.05,
                  family: GEEFamily = "gaussian", link: str | None = None):

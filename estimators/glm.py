@@ -133,6 +133,8 @@ class GLM(TrialsEstimator):
     alpha : 1 - confidence level of the intervals.
     """
 
+    draws_from_rng = False  # deterministic (IRLS): the runner builds it no generator
+
     def __init__(self, formula: str = "y ~ X", family: families.FamilyName = "binomial", link: families.LinkName | None = None,
                  vcov: GLMVcov = "iid", cluster: str | None = None, tol: float = 1e-10, max_iter: int = 50,
                  alpha: float = 0.05):

@@ -51,6 +51,8 @@ class GLMM(Estimator):
     alpha : 1 - confidence level of the intervals.
     """
 
+    draws_from_rng = False  # deterministic (PIRLS and BFGS): the runner builds it no generator
+
     def __init__(self, formula: str = "y ~ X + (1 | subject)", family: str = "binomial", link: str | None = None,
                  nAGQ: int = 1, inference: Inference = "wald_z", alpha: float = 0.05):
         self.formula = formula
