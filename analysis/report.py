@@ -29,11 +29,10 @@ from analysis import plots
 from analysis.calibration import CalibrationResult, check_calibration, describe_settings, display_table
 from analysis.measures import lookup, summarise
 from analysis.replicates import VALID_STATUSES
-from analysis.schema import COMMAND, RESULTS, grid_dims, open_results
+from analysis.schema import COMMAND, REPORT, RESULTS, grid_dims, open_results
 from analysis.table import POWER, TYPE_I_ERROR, cell_tables, column_name
 from estimators.result import Status
 
-REPORT = "report.html"
 TABLE_MEASURES = ("bias", "empse", "modelse", "relerror_modelse", "coverage", "becoverage", "rejection",
                   "rejection_all", "failure_rate")
 

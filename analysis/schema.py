@@ -20,6 +20,7 @@ import xarray as xr
 from estimators.result import NUMERIC_COLUMNS, Status
 
 RESULTS = "results.zarr"  # the store's name in a run directory
+REPORT = "report.html"  # the run's report (analysis.report)
 # The command line's arguments as typed, a YAML list in the run directory's .hydra/ (Hydra's
 # overrides.yaml holds them as clustersim rewrote them for Hydra).
 COMMAND = "command.yaml"

@@ -38,10 +38,11 @@ from sims.run.config_files import check_config_files, check_hydra_overrides, wit
 from sims.run.dgp_choice import is_class_choice
 from estimators.spelling import did_you_mean
 from sims.run.errors import DEBUG_ENV, describe, interrupts_in_main_only, stop
+from sims.run import kept_outputs
 from sims.run.lock import run_directory_lock
 from sims.run.rundir import run_in_directory
 from sims.run.runner import release_workers
-from analysis.schema import COMMAND, RESULTS
+from analysis.schema import COMMAND, REPORT, RESULTS
 from sims.run.study import StudySchema, validate
 
 log = logging.getLogger("clustersim")
@@ -181,6 +182,16 @@ def _run_study(cfg: DictConfig, output_dir: Path) -> None:
     _write_command(output_dir)
     dataset = run_in_directory(study, output_dir)
     release_workers(study)
+    outputs = [SUMMARY, *([REPORT] if cfg.get("report", True) else [])]
+    key = kept_outputs.inputs_key(cfg, output_dir)
+    table = kept_outputs.kept_table(output_dir, key, outputs)
+    if table is not None:  # a finished study run again with nothing changed
+        log.info("nothing changed since %s was written: kept it%s", SUMMARY,
+                 f" and {REPORT}" if REPORT in outputs else "")
+        if cfg.get("print_table", True):
+            print(table)
+        return
+    kept_outputs.forget(output_dir)
     if cfg.runner.progress and sys.stderr.isatty():  # after the progress bar, a pause otherwise unexplained
         also = " and the report" if cfg.get("report", True) else ""
         print(f"clustersim: computing the summary{also} ...", file=sys.stderr, flush=True)
@@ -188,13 +199,15 @@ def _run_study(cfg: DictConfig, output_dir: Path) -> None:
         summary = summarise(dataset)
         to_tidy(summary).to_csv(output_dir / SUMMARY, index=False)
         log.info("wrote %s and %s in %s", RESULTS, SUMMARY, output_dir)
+        table = format_table(summary, truth=dataset["truth"],
+                             estimators=yaml.safe_load(dataset.attrs["config"])["estimators"])
         if cfg.get("print_table", True):
-            print(format_table(summary, truth=dataset["truth"],
-                               estimators=yaml.safe_load(dataset.attrs["config"])["estimators"]))
+            print(table)
         if cfg.get("report", True):
             from analysis.report import write_report  # matplotlib only when a report is asked for
 
             log.info("wrote %s", write_report(output_dir, summary=summary))
+    kept_outputs.keep(output_dir, key, table, outputs)
 
 
 def _write_command(output_dir: Path) -> None:
