@@ -44,19 +44,25 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def inputs_key(cfg: DictConfig, run_dir: Path) -> str:
-    """The key of what the summary and report are computed from (module docstring)."""
+def inputs_key(cfg: DictConfig, run_dir: Path) -> str | None:
+    """The key of what the summary and report are computed from (module docstring); None
+    without a ledger (nothing then is kept)."""
+    ledger = Path(run_dir) / LEDGER
+    if not ledger.is_file():
+        return None
     digest = hashlib.sha256()
-    digest.update((Path(run_dir) / LEDGER).read_bytes())
+    digest.update(ledger.read_bytes())
     digest.update(OmegaConf.to_yaml(cfg, resolve=True).encode())
     digest.update(_code_digest().encode())
     return digest.hexdigest()
 
 
-def kept_table(run_dir: Path, key: str, outputs: list[str]) -> str | None:
+def kept_table(run_dir: Path, key: str | None, outputs: list[str]) -> str | None:
     """The printed table of the run that wrote ``outputs`` (and the table) from inputs with this
     key, when all of them are still there unmodified; else None."""
     run_dir = Path(run_dir)
+    if key is None:
+        return None
     try:
         record = json.loads((run_dir / KEPT).read_text())
         if record.get("key") != key or sorted(record["outputs"]) != sorted([*outputs, TABLE]):
@@ -74,10 +80,12 @@ def forget(run_dir: Path) -> None:
     (Path(run_dir) / KEPT).unlink(missing_ok=True)
 
 
-def keep(run_dir: Path, key: str, table: str, outputs: list[str]) -> None:
+def keep(run_dir: Path, key: str | None, table: str, outputs: list[str]) -> None:
     """Record the outputs just written (and the table) under ``key``, each file replaced
-    atomically, the record last."""
+    atomically, the record last; nothing without a key or when an output is missing."""
     run_dir = Path(run_dir)
+    if key is None or not all((run_dir / name).is_file() for name in outputs):
+        return
     _write_atomic(run_dir / TABLE, table)
     record = {"key": key, "outputs": {name: _sha256(run_dir / name) for name in [*outputs, TABLE]}}
     _write_atomic(run_dir / KEPT, json.dumps(record, indent=1))
