@@ -15,7 +15,7 @@ import statsmodels.formula.api as smf
 import estimators
 from estimators.gee import GEE
 from helpers import REFERENCE
-from helpers.trials import CBPP, CBPP_FORMULA, bernoulli_rows
+from helpers.trials import BAD_TRIALS, CBPP, CBPP_FORMULA, bernoulli_rows
 
 UNBALANCED = pd.read_csv(REFERENCE / "data" / "unbalanced.csv")
 OLS_R = pd.read_csv(REFERENCE / "ols_family.csv")
@@ -170,13 +170,7 @@ def test_cbind_of_single_trials_is_the_binary_gee():
         np.testing.assert_allclose(trials.std_error, binary.std_error, rtol=1e-12)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d.assign(incidence=d.incidence.where(d.index != 5, -2)), "^response column 'incidence' must be non-negative"),
-    (lambda d: d.assign(incidence=d.incidence.where(d.index != 5, 40)),
-     r"^response column 'size - incidence' is negative: successes exceed the trials"),
-    (lambda d: d.assign(size=d["size"].where(d.index != 5, 0), incidence=d.incidence.where(d.index != 5, 0)),
-     r"^response cbind\(incidence, size - incidence\) has rows with no trials \(row 5\)"),
-])
+@pytest.mark.parametrize("change, message", BAD_TRIALS)
 def test_cbind_gee_refuses_bad_trials_in_one_line_naming_the_column(change, message):
     with pytest.raises(estimators.design.InputError, match=message) as error:
         GEE(CBPP_FORMULA, "herd", "exchangeable", family="binomial").fit(change(CBPP))

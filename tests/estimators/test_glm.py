@@ -18,7 +18,7 @@ from estimators.design import InputError
 from estimators.glm import GLM
 from estimators.params import InvalidParameter
 from helpers import TESTS
-from helpers.trials import CBPP, CBPP_FORMULA, bernoulli_rows
+from helpers.trials import BAD_TRIALS, CBPP, CBPP_FORMULA, bernoulli_rows
 
 REFERENCE = TESTS / "reference_glm"
 GLM_R = pd.read_csv(REFERENCE / "glm.csv")
@@ -133,15 +133,7 @@ def test_cbind_equals_its_trials_as_bernoulli_rows(model):
     np.testing.assert_allclose(grouped.std_error, expanded.std_error, rtol=1e-10)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d.assign(incidence=d.incidence.where(d.index != 3, -1)), "^response column 'incidence' must be non-negative"),
-    (lambda d: d.assign(incidence=d.incidence.where(d.index != 3, 99)),
-     r"^response column 'size - incidence' is negative: successes exceed the trials"),
-    (lambda d: d.assign(size=d["size"].where(d.index != 3, 0), incidence=d.incidence.where(d.index != 3, 0)),
-     r"^response cbind\(incidence, size - incidence\) has rows with no trials \(row 3\)"),
-    (lambda d: d.assign(incidence=d.incidence + 0.5), "^response column 'incidence' must hold integer counts"),
-    (lambda d: d.drop(columns="size"), "^response 'size - incidence' is not a column of the data"),
-])
+@pytest.mark.parametrize("change, message", BAD_TRIALS)
 def test_bad_trials_are_refused_in_one_line_naming_the_column(change, message):
     with pytest.raises(InputError, match=message) as error:
         GLM(CBPP_FORMULA, vcov="CR1", cluster="herd").fit(change(CBPP))

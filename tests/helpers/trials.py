@@ -1,6 +1,7 @@
 """lme4's cbpp (k of n cattle with the disease per herd and period: a two-column binomial
 response clustered by herd) as committed for the R references, and the same trials as
-Bernoulli rows, for the GLM and GEE tests of ``cbind(successes, failures)``."""
+Bernoulli rows, for the GLM and GEE tests of ``cbind(successes, failures)``, and the bad
+trials both must refuse in one line naming the column."""
 from __future__ import annotations
 
 import pandas as pd
@@ -17,3 +18,15 @@ def bernoulli_rows(data: pd.DataFrame) -> pd.DataFrame:
     rows = data.loc[data.index.repeat(data["size"])].copy()
     rows["y"] = (rows.groupby(level=0).cumcount() < rows["incidence"]).astype(float)
     return rows.reset_index(drop=True)
+
+
+# (change to CBPP, the start of the one-line error it must give)
+BAD_TRIALS = [
+    (lambda d: d.assign(incidence=d.incidence.where(d.index != 3, -1)), "^response column 'incidence' must be non-negative"),
+    (lambda d: d.assign(incidence=d.incidence.where(d.index != 3, 99)),
+     r"^response column 'size - incidence' is negative: successes exceed the trials"),
+    (lambda d: d.assign(size=d["size"].where(d.index != 3, 0), incidence=d.incidence.where(d.index != 3, 0)),
+     r"^response cbind\(incidence, size - incidence\) has rows with no trials \(row 3\)"),
+    (lambda d: d.assign(incidence=d.incidence + 0.5), "^response column 'incidence' must hold integer counts"),
+    (lambda d: d.drop(columns="size"), "^response 'size - incidence' is not a column of the data"),
+]
