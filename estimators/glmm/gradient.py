@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from estimators.glmm.pirls import Factor, Laplace, row_products
+from estimators.glmm.pirls import Factor, Laplace, dot_last, row_products
 from estimators.lmm.levelwise import row_sum
 from estimators.lmm.theta import ThetaLayout
 
@@ -46,14 +46,6 @@ def has_exact_gradient(laplace: Laplace, n_agq: int) -> bool:
     coupling block held dense (or no term but the first)."""
     return (n_agq == 1 and laplace.family.is_canonical
             and (laplace.q_r == 0 or laplace.scatter.coupling is not None))
-
-
-def _contract(A: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Row by row A_i v_i for stacks of small matrices A (b, n, r, c) and vectors v (b, n, c)."""
-    out = A[..., 0] * v[..., 0, None]
-    for c in range(1, A.shape[3]):
-        out = out + A[..., c] * v[..., c, None]
-    return out
 
 
 def _own_solutions(F: Factor, laplace: Laplace) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +58,7 @@ def _own_solutions(F: Factor, laplace: Laplace) -> tuple[np.ndarray, np.ndarray]
     s = laplace.scatter
     inverse = F.first_inverse[:, s.first_index]                            # (b, n, k1, k1)
     if not laplace.q_r:
-        return _contract(inverse, F.v1), np.zeros(F.v_r.shape)
+        return dot_last(inverse, F.v1[:, :, None, :]), np.zeros(F.v_r.shape)
     b, l1, k1 = F.first_inverse.shape[:3]
     q_r = laplace.q_r
     L = F.schur
@@ -80,9 +72,10 @@ def _own_solutions(F: Factor, laplace: Laplace) -> tuple[np.ndarray, np.ndarray]
     K_own = K[:, rest, levels]                                             # (b, n, m_r, k1)
     S_own = S_inv[:, rest[:, :, None], rest[:, None, :]]                   # (b, n, m_r, m_r)
     v1, v_r = F.v1, F.v_r
-    inner = v1 - _contract(np.swapaxes(P_own, 2, 3), v_r) + _contract(BK, v1)
-    x1 = _contract(inverse, inner)
-    x2 = _contract(S_own, v_r) - _contract(K_own, v1)
+    # A_i v_i for the stacks of small matrices A (b, n, r, c) and vectors v (b, n, c) of the rows
+    inner = v1 - dot_last(np.swapaxes(P_own, 2, 3), v_r[:, :, None, :]) + dot_last(BK, v1[:, :, None, :])
+    x1 = dot_last(inverse, inner[:, :, None, :])
+    x2 = dot_last(S_own, v_r[:, :, None, :]) - dot_last(K_own, v1[:, :, None, :])
     return x1, x2
 
 

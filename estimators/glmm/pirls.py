@@ -192,7 +192,7 @@ def _rows_times(x: np.ndarray, T: np.ndarray) -> np.ndarray:
     return out
 
 
-def _dot_last(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def dot_last(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Sum over the last axis of a * b, term by term in a fixed order (a few terms)."""
     out = a[..., 0] * b[..., 0]
     for j in range(1, a.shape[-1]):
@@ -237,9 +237,9 @@ class Laplace:
 
     def linear_predictor(self, offset: np.ndarray, v1, v_r, u1: np.ndarray, u_r: np.ndarray) -> np.ndarray:
         """eta = X beta + Z Lambda u (b, n) from the spherical effects u1 (b, l1, k1), u_r (b, q_r)."""
-        eta = offset + _dot_last(v1, u1[:, self.scatter.first_index, :])
+        eta = offset + dot_last(v1, u1[:, self.scatter.first_index, :])
         if self.q_r:
-            eta = eta + _dot_last(v_r, u_r[:, self.scatter.rest_index])
+            eta = eta + dot_last(v_r, u_r[:, self.scatter.rest_index])
         return eta
 
     def factor(self, w: np.ndarray, v1: np.ndarray, v_r: np.ndarray) -> Factor:
