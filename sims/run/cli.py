@@ -182,18 +182,18 @@ def _run_study(cfg: DictConfig, output_dir: Path) -> None:
     _write_command(output_dir)
     dataset = run_in_directory(study, output_dir)
     release_workers(study)
-    outputs = [SUMMARY, *([REPORT] if cfg.get("report", True) else [])]
+    report = cfg.get("report", True)
+    outputs = [SUMMARY, *([REPORT] if report else [])]
     key = kept_outputs.inputs_key(cfg, output_dir)
     table = kept_outputs.kept_table(output_dir, key, outputs)
     if table is not None:  # a finished study run again with nothing changed
-        log.info("nothing changed since %s was written: kept it%s", SUMMARY,
-                 f" and {REPORT}" if REPORT in outputs else "")
+        log.info("nothing changed since %s was written: kept it%s", SUMMARY, f" and {REPORT}" if report else "")
         if cfg.get("print_table", True):
             print(table)
         return
     kept_outputs.forget(output_dir)
     if cfg.runner.progress and sys.stderr.isatty():  # after the progress bar, a pause otherwise unexplained
-        also = " and the report" if cfg.get("report", True) else ""
+        also = " and the report" if report else ""
         print(f"clustersim: computing the summary{also} ...", file=sys.stderr, flush=True)
     with dask.config.set(scheduler=THREADED):
         summary = summarise(dataset)
@@ -203,7 +203,7 @@ def _run_study(cfg: DictConfig, output_dir: Path) -> None:
                              estimators=yaml.safe_load(dataset.attrs["config"])["estimators"])
         if cfg.get("print_table", True):
             print(table)
-        if cfg.get("report", True):
+        if report:
             from analysis.report import write_report  # matplotlib only when a report is asked for
 
             log.info("wrote %s", write_report(output_dir, summary=summary))
