@@ -33,11 +33,13 @@ import numpy as np
 
 from estimators.lmm import levelwise as lw
 
-try:  # the gufuncs behind np.linalg.cholesky and .inv, without their checks (NaN factors for
-    # matrices that are not positive definite, where np.linalg.cholesky raises)
-    from numpy.linalg._umath_linalg import cholesky_lo as _cholesky_gufunc, inv as _inverse_gufunc
+import scipy.linalg.lapack as sla
+
+try:  # the gufunc behind np.linalg.cholesky, without its checks (NaN factors for matrices that
+    # are not positive definite, where np.linalg.cholesky raises)
+    from numpy.linalg._umath_linalg import cholesky_lo as _cholesky_gufunc
 except ImportError:  # pragma: no cover - another numpy layout
-    _cholesky_gufunc = _inverse_gufunc = None
+    _cholesky_gufunc = None
 from estimators.lmm.crossprod import DesignProducts, OutcomeProducts
 from estimators.lmm.sparse import factorize_sparse
 from estimators.lmm.theta import ThetaLayout
@@ -89,6 +91,7 @@ class BlockedCholesky:
     lR: np.ndarray  # (b, m)
     r2: np.ndarray  # (b,)
     B11T1: np.ndarray | None = None  # Z_1'Z_1 T_1 per level, (b, k1, k1, l1)
+    DRtBRR: np.ndarray | None = None  # D_R' W'W, (b, m, m), when there are later terms
 
     @property
     def logdet_L(self) -> np.ndarray:
@@ -171,7 +174,8 @@ class BlockedCholesky:
 
         if rest_factors:
             BR1T = self._flat(lw.matmul(P.BR1[None], T1))  # W'Z_1 Lambda_1, (b, m, q1)
-            BRRD = _swap(scale_rest(P.BRR[None], rest_factors, P, axis=1))  # W'W D_R (W'W symmetric)
+            DRtBRR = scale_rest(P.BRR[None], rest_factors, P, axis=1) if self.DRtBRR is None else self.DRtBRR
+            BRRD = _swap(DRtBRR)  # W'W D_R (W'W symmetric)
             for t, ((offset, levels, k), T) in enumerate(zip(P.rest_terms, rest_factors), start=1):
                 block = slice(offset, offset + k * levels)
                 E1 = BR1T[:, block].reshape(b, k, levels, q1)
@@ -180,8 +184,8 @@ class BlockedCholesky:
                 F2 = SRR[:, block].reshape(b, k, levels, nl)
                 rows, cols = layout.lower_positions(k)
                 sl = slice(layout.offsets[t], layout.offsets[t] + len(rows))
-                G_diag = lw.sum_axis(E1[:, rows] * F1[:, cols], -1) + lw.sum_axis(E2[:, rows] * F2[:, cols], -1)
-                grad_logdet[:, sl] = 2.0 * lw.sum_axis(G_diag, -1)
+                G_diag = _per_level_products(E1, F1) + _per_level_products(E2, F2)  # (b, levels, k, k)
+                grad_logdet[:, sl] = 2.0 * lw.sum_axis(G_diag[:, :, rows, cols].swapaxes(1, 2), -1)
                 u_t = x_R[:, block].reshape(b, k, levels)
                 Ze_t = We[:, block].reshape(b, k, levels)
                 grad_r2[:, sl] = -2.0 * lw.sum_axis(Ze_t[:, rows] * u_t[:, cols], -1)
@@ -200,6 +204,16 @@ class BlockedCholesky:
         fitted_1 = lw.matvec(P.B11[None], v1) + (vR[:, None, :] @ BR1f[None])[:, 0].reshape(b, k1, l1)
         fitted_R = (v1.reshape(b, 1, -1) @ BR1f.T[None])[:, 0] + (vR[:, None, :] @ P.BRR[None])[:, 0]
         return self.outcomes.Z1y - fitted_1, self.outcomes.Wy - fitted_R
+
+
+def _per_level_products(E: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """sum_q E[:, a, j, q] F[:, c, j, q] for each level j, as (b, levels, k, k) matrix products:
+    one small product per batch item and level, of operands in one memory layout whatever the
+    batch (numpy picks its product kernel by layout), so each item's numbers do not depend on
+    the batch."""
+    E = np.ascontiguousarray(np.moveaxis(E, 2, 1))
+    F = np.ascontiguousarray(np.moveaxis(F, 2, 1))
+    return E @ F.swapaxes(-1, -2)
 
 
 def factorize(products: DesignProducts, outcomes: OutcomeProducts, layout: ThetaLayout, theta: np.ndarray) -> BlockedCholesky:
@@ -231,7 +245,8 @@ def _factorize(products: DesignProducts, outcomes: OutcomeProducts, layout: Thet
     LR1 = lw.matmul(lw.matmul(Ct, T1), lw.transpose(L11inv))  # D_R' W'Z_1 Lambda_1 L_11^-T
     LR1f = LR1.reshape(b, m, k1 * l1)
 
-    OmegaRR = scale_rest(scale_rest(P.BRR[None], rest_factors, P, axis=1), rest_factors, P, axis=2)
+    DRtBRR = scale_rest(P.BRR[None], rest_factors, P, axis=1) if rest_factors else None  # also in the gradient
+    OmegaRR = scale_rest(P.BRR[None] if DRtBRR is None else DRtBRR, rest_factors, P, axis=2)
     S = OmegaRR - LR1f @ _swap(LR1f)
     if P.q_rest:
         idx = np.arange(P.q_rest)
@@ -245,7 +260,7 @@ def _factorize(products: DesignProducts, outcomes: OutcomeProducts, layout: Thet
     sy = cR - (LR1f @ l1v.reshape(b, -1, 1))[:, :, 0]
     lR = (LRRinv @ sy[:, :, None])[:, :, 0]
     r2 = outcomes.yy - lw.row_sum(l1v**2) - lw.row_sum(lR**2)
-    return BlockedCholesky(P, outcomes, factors, L11, L11inv, Ct, LR1, LRR, LRRinv, l1v, lR, r2, B11T1)
+    return BlockedCholesky(P, outcomes, factors, L11, L11inv, Ct, LR1, LRR, LRRinv, l1v, lR, r2, B11T1, DRtBRR)
 
 
 def _cholesky_rows(S: np.ndarray) -> np.ndarray:
@@ -271,10 +286,19 @@ def _cholesky_rows(S: np.ndarray) -> np.ndarray:
 def _lower_inverse(L: np.ndarray) -> np.ndarray:
     """Inverse of a stack of dense lower-triangular matrices (b, m, m). Up to 3 x 3 by forward
     substitution with the batch as the fast axis (:func:`.levelwise.lower_inverse` on the stack
-    seen as levels, written out; the result keeps that memory layout)."""
+    seen as levels, written out; the result keeps that memory layout); larger ones by LAPACK's
+    triangular inverse ``dtrtri``, one matrix at a time (a quarter of the work of a general
+    inverse, and each matrix's result independent of the batch around it)."""
     m = L.shape[-1]
-    if m > 3:  # a factor with a zero diagonal never comes out of the Cholesky step, so no check
-        return _inverse_gufunc(L, signature="d->d") if _inverse_gufunc is not None else np.linalg.inv(L)
+    if m > 3:
+        inv = np.array(L, order="C")
+        for item in inv:
+            # item.T is the upper-triangular U = L' in Fortran order, inverted in place: the
+            # memory then holds (U^-1)' = L^-1; the zeros above L's diagonal are not touched.
+            _, info = sla.dtrtri(item.T, lower=0, overwrite_c=1)
+            if info != 0:  # a zero pivot: no inverse, rejected by the optimiser like a NaN factor
+                item[...] = np.nan
+        return inv
     inv = np.zeros((m, m, L.shape[0]))
     for j in range(m):
         inv[j, j] = 1.0 / L[:, j, j]
