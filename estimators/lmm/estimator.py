@@ -120,7 +120,10 @@ class LMM(Estimator):
         if self.inference == "parametric_bootstrap" and any(rng is None for rng in rngs):
             raise ValueError("rng: the parametric bootstrap draws its samples from the rng passed to fit "
                              "(numpy.random.default_rng(seed)); none was given")
-        return fit_and_infer(model, Y, self.inference, self.alpha, self.test, rngs, self.n_boot)[1]
+        size = model.batch_size
+        return [result for start in range(0, Y.shape[1], size)
+                for result in fit_and_infer(model, Y[:, start:start + size], self.inference, self.alpha, self.test,
+                                            rngs[start:start + size], self.n_boot)[1]]
 
 
 def require_reml_for(inference: str, reml: bool) -> None:

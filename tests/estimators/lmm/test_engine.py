@@ -10,6 +10,8 @@ import pytest
 import sims
 from estimators.batch import stack_outcomes
 from estimators.lmm import LMM, MixedModel
+from estimators.lmm import estimator as estimator_module
+from estimators.lmm import fit as fit_module
 from estimators.lmm import levelwise as lw
 from estimators.lmm.design import build_mixed_design
 from estimators.lmm.theta import ThetaLayout
@@ -141,6 +143,32 @@ def test_batch_results_do_not_depend_on_the_chunk(formula, inference):
     chunked = _table(estimator.fit_batch(frames[:5]) + estimator.fit_batch(frames[5:]))
     np.testing.assert_array_equal(together, alone)
     np.testing.assert_array_equal(together, chunked)
+
+
+def test_crossed_maximal_results_do_not_depend_on_the_chunk():
+    """The same for two crossed terms (the later term's per-level products, LAPACK's triangular
+    inverse of the dense block)."""
+    dgp = sims.build("crossed", n_subjects=12, n_items=8)
+    frames = [dgp.generate(np.random.default_rng(seed)) for seed in range(7)]
+    estimator = LMM("y ~ condition + (1 + condition | subject) + (1 + condition | item)", inference="satterthwaite")
+    together = _table(estimator.fit_batch(frames))
+    np.testing.assert_array_equal(together, _table([estimator.fit(frame) for frame in frames]))
+    np.testing.assert_array_equal(together, _table(estimator.fit_batch(frames[:3]) + estimator.fit_batch(frames[3:])))
+
+
+def test_a_chunk_is_fitted_in_batches_of_the_models_batch_size(monkeypatch):
+    """A chunk longer than a batch is cut into batches (their arrays stay in cache), with the
+    numbers of one batch."""
+    dgp = sims.build("clustered", n_subjects=10)
+    frames = [dgp.generate(np.random.default_rng(seed)) for seed in range(11)]
+    estimator = LMM("y ~ X + (1 + X | subject)", inference="satterthwaite")
+    whole = _table(estimator.fit_batch(frames))
+    monkeypatch.setattr(fit_module, "MAX_BATCH", 4)
+    sizes = []
+    original = estimator_module.fit_and_infer
+    monkeypatch.setattr(estimator_module, "fit_and_infer", lambda model, Y, *args: sizes.append(Y.shape[1]) or original(model, Y, *args))
+    np.testing.assert_array_equal(_table(estimator.fit_batch(frames)), whole)
+    assert sizes == [4, 4, 3]
 
 
 def test_stacking_refuses_different_designs():
