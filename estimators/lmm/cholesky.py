@@ -61,7 +61,8 @@ def scale_rest(M: np.ndarray, rest_factors: list[np.ndarray], products: DesignPr
     b = rest_factors[0].shape[0]
     M = M if axis == 1 else np.moveaxis(M, axis, 1)
     trailing = M.shape[2:]
-    out = np.array(np.broadcast_to(M, (b,) + M.shape[1:]), dtype=float)  # M's memory layout
+    out = np.empty((b,) + M.shape[1:])
+    out[:, products.q_rest:] = M[:, products.q_rest:]  # the fixed effects' rows: D_R is I there
     for (offset, levels, k), T in zip(products.rest_terms, rest_factors):
         block = M[:, offset:offset + k * levels].reshape((M.shape[0], k, levels) + trailing)
         expand = (b,) + (1,) * (1 + len(trailing))
@@ -242,7 +243,10 @@ def _factorize(products: DesignProducts, outcomes: OutcomeProducts, layout: Thet
 
     # D_R' W'Z_1, shared by the batch (a batch axis of 1 broadcasts) when there is no D_R.
     Ct = scale_rest(P.BR1[None], rest_factors, P, axis=1)
-    LR1 = lw.matmul(lw.matmul(Ct, T1), lw.transpose(L11inv))  # D_R' W'Z_1 Lambda_1 L_11^-T
+    if rest_factors:  # Ct has the batch's size: the small product first
+        LR1 = lw.matmul(Ct, lw.matmul(T1, lw.transpose(L11inv)))  # D_R' W'Z_1 Lambda_1 L_11^-T
+    else:
+        LR1 = lw.matmul(lw.matmul(Ct, T1), lw.transpose(L11inv))
     LR1f = LR1.reshape(b, m, k1 * l1)
 
     DRtBRR = scale_rest(P.BRR[None], rest_factors, P, axis=1) if rest_factors else None  # also in the gradient
