@@ -50,6 +50,7 @@ def minimize_batch(
     max_step: float = 1.0,
     max_backtracks: int = 12,
     start: tuple[np.ndarray, np.ndarray] | None = None,
+    first_step: float | None = None,
 ) -> BatchMinimum:
     """Minimise ``objective`` row by row from ``x0`` (R, m).
 
@@ -66,7 +67,9 @@ def minimize_batch(
     fails ``max_backtracks`` times restarts from the gradient once, then stops the row
     (converged if its gradient is within 1000 * gtol: the criterion's rounding floor).
     ``start``, if given, is (values, gradients) at ``x0`` already evaluated (e.g. with the
-    finite-difference Hessian, :func:`inverse_hessian_fd` with ``centre``).
+    finite-difference Hessian, :func:`inverse_hessian_fd` with ``centre``). ``first_step``, if
+    given, caps the first trial step instead of ``max_step`` (a gradient step from the identity
+    knows nothing of the curvature; a step of the right size saves its backtracking).
     """
     x = np.array(x0, dtype=float, copy=True)
     R, m = x.shape
@@ -82,7 +85,7 @@ def minimize_batch(
     active = ~converged & np.isfinite(f)
 
     direction = -_matvec(H, g)
-    step = _initial_step(direction, x, max_step)
+    step = _initial_step(direction, x, max_step if first_step is None else first_step)
 
     while active.any():
         rows = np.flatnonzero(active)
