@@ -54,7 +54,8 @@ def scale_rest(M: np.ndarray, rest_factors: list[np.ndarray], products: DesignPr
     """D_R' M (``transposed``) or D_R M along ``axis`` (of length m) of M, batch axis first.
 
     Term t's block holds k_t components of l_t levels; T_t' (or T_t) mixes the components
-    level by level: (T' v)_c = sum_a T[a, c] v_a. The result has the factors' batch size.
+    level by level: (T' v)_c = sum_a T[a, c] v_a, one (k_t x k_t) @ (k_t x levels...) product
+    per batch item. The result has the factors' batch size.
     """
     if not rest_factors:
         return M
@@ -64,14 +65,9 @@ def scale_rest(M: np.ndarray, rest_factors: list[np.ndarray], products: DesignPr
     out = np.empty((b,) + M.shape[1:])
     out[:, products.q_rest:] = M[:, products.q_rest:]  # the fixed effects' rows: D_R is I there
     for (offset, levels, k), T in zip(products.rest_terms, rest_factors):
-        block = M[:, offset:offset + k * levels].reshape((M.shape[0], k, levels) + trailing)
-        expand = (b,) + (1,) * (1 + len(trailing))
-        for c in range(k):
-            total = 0.0
-            for a in range(k):
-                weight = T[:, a, c] if transposed else T[:, c, a]
-                total = total + weight.reshape(expand) * block[:, a]
-            out[:, offset + c * levels:offset + (c + 1) * levels] = total
+        block = M[:, offset:offset + k * levels].reshape((M.shape[0], k, -1))
+        mixed = (_swap(T) if transposed else T) @ block
+        out[:, offset:offset + k * levels] = mixed.reshape((b, k * levels) + trailing)
     return out if axis == 1 else np.moveaxis(out, 1, axis)
 
 
