@@ -170,7 +170,7 @@ class BlockedCholesky:
         grad_r2[:, sl] = -2.0 * lw.sum_axis(Ze_1[:, rows] * u_1[:, cols], -1)
 
         if rest_factors:
-            BR1T = self._flat(lw.matmul(P.BR1[None], T1))  # W'Z_1 Lambda_1, (b, m, q1)
+            BR1T = self._flat(_times_factor(P.BR1, self.factors[0]))  # W'Z_1 Lambda_1, (b, m, q1)
             DRtBRR = scale_rest(P.BRR[None], rest_factors, P, axis=1) if self.DRtBRR is None else self.DRtBRR
             BRRD = _swap(DRtBRR)  # W'W D_R (W'W symmetric)
             for t, ((offset, levels, k), T) in enumerate(zip(P.rest_terms, rest_factors), start=1):
@@ -201,6 +201,14 @@ class BlockedCholesky:
         fitted_1 = lw.matvec(P.B11[None], v1) + (vR[:, None, :] @ BR1f[None])[:, 0].reshape(b, k1, l1)
         fitted_R = (v1.reshape(b, 1, -1) @ BR1f.T[None])[:, 0] + (vR[:, None, :] @ P.BRR[None])[:, 0]
         return self.outcomes.Z1y - fitted_1, self.outcomes.Wy - fitted_R
+
+
+def _times_factor(A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """A T level by level for a design block A (m, k, l) and factors T (b, k, k) shared by the
+    levels: (b, m, k, l), one (m l x k) @ (k x k) product per batch item."""
+    m, k, levels = A.shape
+    rows = np.ascontiguousarray(A.transpose(0, 2, 1)).reshape(m * levels, k)
+    return np.ascontiguousarray((rows @ T).reshape(-1, m, levels, k).transpose(0, 1, 3, 2))
 
 
 def _per_level_products(E: np.ndarray, F: np.ndarray) -> np.ndarray:
