@@ -1,13 +1,15 @@
 """Milliseconds per mixed-model fit: this package's engine against statsmodels MixedLM and lme4.
 
-    python benchmarks/lmm.py                 # all designs, 100 replicates each
+    python benchmarks/lmm.py                 # all designs, 250 replicates each
     python benchmarks/lmm.py --reps 40 --no-r
 
 For each design, one set of simulated replicates is fitted by
 
-- ``clustersim fit_batch``: :class:`estimators.lmm.LMM` on chunks of ``--chunk`` replicates,
-  as the runner calls it (a design, its cross-products and patsy's model matrices once per
-  chunk);
+- ``clustersim fit_batch``: :class:`estimators.lmm.LMM` on chunks of ``--chunk`` replicates
+  drawn as the runner draws a chunk of a fixed design (``DGP.generate_chunk``: the design's
+  columns and an outcome matrix), as the runner calls it (a design and its cross-products once
+  per chunk; the runner's ``chunk_size: auto`` aims at 2 s per task, hundreds of replicates
+  here, which the engine fits in batches of :attr:`~estimators.lmm.MixedModel.batch_size`);
 - ``clustersim fit``: the same estimator one replicate at a time;
 - ``statsmodels MixedLM``: estimators.mixedlm on the first ``--sm-reps`` replicates (it cannot
   fit crossed random effects);
@@ -72,10 +74,11 @@ for (r in seq_along(refits)) cat("BETA,", paste(sprintf("%.17g", fixef(refits[[r
 """
 
 
-def simulate(dgp_name: str, params: dict, reps: int, seed: int) -> list[pd.DataFrame]:
+def simulate(dgp_name: str, params: dict, reps: int, seed: int):
+    """``reps`` replicates as the runner draws a chunk of a fixed design (a sequence of frames)."""
     dgp = sims.build(dgp_name, **params)
     root = np.random.SeedSequence(seed)
-    return [dgp.generate(np.random.default_rng(child)) for child in root.spawn(reps)]
+    return dgp.generate_chunk([np.random.default_rng(child) for child in root.spawn(reps)])
 
 
 def cpu_ms_per_fit(function, count: int) -> tuple[float, object]:
@@ -118,7 +121,7 @@ def lme4_available() -> bool:
 def time_lme4(formula: str, frames: list[pd.DataFrame]) -> tuple[float, float, np.ndarray]:
     """(lmer ms per fit, refit ms per fit, refit fixed effects (R, p)) from one Rscript run."""
     with tempfile.TemporaryDirectory() as folder:
-        data = pd.concat([frame.assign(rep=r) for r, frame in enumerate(frames)])
+        data = pd.concat([frames[r].assign(rep=r) for r in range(len(frames))])
         path = Path(folder) / "data.csv"
         data.to_csv(path, index=False, float_format="%.17g")
         script = Path(folder) / "bench.R"
@@ -139,9 +142,9 @@ def largest_difference(ours, beta_other: np.ndarray) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=100, help="replicates per design (ours and lme4)")
+    parser.add_argument("--reps", type=int, default=250, help="replicates per design (ours and lme4)")
     parser.add_argument("--sm-reps", type=int, default=20, help="replicates for statsmodels (slow)")
-    parser.add_argument("--chunk", type=int, default=25, help="replicates per fit_batch call (runner.chunk_size)")
+    parser.add_argument("--chunk", type=int, default=250, help="replicates per fit_batch call (runner.chunk_size)")
     parser.add_argument("--seed", type=int, default=20210415)
     parser.add_argument("--no-r", action="store_true", help="skip lme4 even if Rscript is installed")
     parser.add_argument("--no-statsmodels", action="store_true")
@@ -157,12 +160,12 @@ def main(argv=None) -> None:
         for name, (dgp_name, params), formula, re_formula in DESIGNS:
             frames = simulate(dgp_name, params, args.reps, args.seed)
             ours_ms, ours = time_ours(formula, frames, args.chunk)
-            single_ms, _ = time_single(formula, frames[:min(len(frames), 40)])
+            single_ms, _ = time_single(formula, [frames[r] for r in range(min(len(frames), 40))])
             satt_ms, _ = time_ours(formula, frames, args.chunk, inference="satterthwaite")
             row = {"design": name, "ours fit_batch": ours_ms, "ours fit": single_ms, "ours + Satterthwaite": satt_ms}
             checks = []
             if not args.no_statsmodels and re_formula is not None:
-                sm_frames = frames[:args.sm_reps]
+                sm_frames = [frames[r] for r in range(min(len(frames), args.sm_reps))]
                 row["statsmodels"], sm = time_statsmodels(formula, re_formula, sm_frames)
                 checks.append(f"statsmodels {largest_difference(ours, np.array([r.estimate for r in sm])):.1e}")
             if use_r:
