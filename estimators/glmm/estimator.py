@@ -130,7 +130,7 @@ class GLMM(Estimator):
         if self.inference == "lrt":
             p_value, statuses = self._lrt(model, Y, M, fits, statuses)
         df = np.full(estimate.shape, np.inf)
-        return [FitResult(model.design.fixed_names, estimate[r], std_error[r], df[r], lower[r], upper[r],
+        return [FitResult.of_batch(model.design.fixed_names, estimate[r], std_error[r], df[r], lower[r], upper[r],
                           p_value[r], *statuses[r]) for r in range(len(fits))]
 
     def _lrt(self, model: GLMMModel, Y, M, fits: list[GLMMFit], statuses):

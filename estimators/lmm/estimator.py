@@ -191,7 +191,7 @@ def infer(model: MixedModel, outcomes: OutcomeProducts, fits: list[MixedFit], Y:
         terms = terms + test_terms(tests)
         estimate, std_error, df = np.hstack([estimate, F]), np.hstack([std_error, nan]), np.hstack([df, den_df])
         lower, upper, p_value = np.hstack([lower, nan]), np.hstack([upper, nan]), np.hstack([p_value, F_p])
-    return [FitResult(terms, estimate[r], std_error[r], df[r], lower[r], upper[r], p_value[r], *statuses[r])
+    return [FitResult.of_batch(terms, estimate[r], std_error[r], df[r], lower[r], upper[r], p_value[r], *statuses[r])
             for r in range(len(fits))]
 
 

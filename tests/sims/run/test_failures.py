@@ -81,3 +81,41 @@ def test_a_nan_beside_finite_estimates_keeps_its_status():
     assert fit.status == Status.failed  # all NaN, status failed already: unchanged
     ok = runner.FitResult(("Intercept", "X"), *(np.array([np.nan, 1.0]) for _ in range(6)))
     assert runner.checked(ok) is ok
+
+
+def _assert_same_chunk(got, expected):
+    assert got.terms == expected.terms
+    assert got.values.keys() == expected.values.keys()
+    for column, values in expected.values.items():
+        np.testing.assert_array_equal(got.values[column], values, err_msg=column)
+    np.testing.assert_array_equal(got.status, expected.status)
+    assert got.message == expected.message and got.extras == expected.extras
+
+
+def test_a_batch_is_collected_as_one_result_at_a_time_would_be():
+    """A batched fit's results are stacked column by column (runner._stacked); the chunk is
+    the one that checking and placing them one by one gives, also when one of them is
+    infinite, has extras, lacks a term or is not a FitResult (then it is done one by one)."""
+    rng = np.random.default_rng(7)
+    terms = ("Intercept", "X")
+    statuses = [Status.ok, Status.singular, Status.not_converged, Status.ok, Status.ok, Status.ok]
+    batch = [runner.FitResult.of_batch(terms, *rng.normal(size=(6, 2)), status, f"m{r}")
+             for r, status in enumerate(statuses)]
+    elapsed = np.full(len(batch), 1e-4)
+
+    def one_by_one(results):
+        return runner._collect_one_by_one([runner.checked(r) for r in results], elapsed)
+
+    assert runner._stacked(batch) is not None
+    _assert_same_chunk(runner._collect(batch, elapsed), one_by_one(batch))
+    infinite = runner.FitResult.of_batch(terms, np.array([np.inf, 1.0]), *rng.normal(size=(5, 2)), Status.ok, "")
+    with_extras = runner.FitResult(terms, *rng.normal(size=(6, 2)), extras={"n_iter": 3})
+    one_term = runner.FitResult(terms[1:], *rng.normal(size=(6, 1)))
+    for odd in [infinite, with_extras, one_term, None]:
+        results = batch[:3] + [odd] + batch[3:]
+        assert runner._stacked(results) is None
+        chunk = runner._collect(results, np.full(len(results), 1e-4))
+        _assert_same_chunk(chunk, one_by_one(results))
+        if odd is infinite:
+            assert chunk.status[3] == Status.failed and chunk.message[3].startswith("infinite estimate of Intercept")
+    assert chunk.status[3] == Status.failed and chunk.message[3].startswith("the estimator returned NoneType")
